@@ -1,0 +1,78 @@
+"""The event base class: strict validation, frozen instances and fast JSON helpers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from schemas.errors import EventValidationError
+
+#: An identifier: non-empty, printable, at most 128 characters.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+]
+#: A route name as used in flags, topics keys and ClickHouse: lowercase slug.
+RouteName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+]
+#: A model name as an OpenAI-compatible endpoint knows it.
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: Milliseconds, from 0 to one hour.
+Millis = Annotated[float, Field(ge=0, le=3_600_000, allow_inf_nan=False)]
+#: A token count.
+Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
+#: US dollars.
+Usd = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+#: A timezone-aware instant; ISO-8601 strings are accepted from Python dicts too.
+Timestamp = Annotated[AwareDatetime, Field(strict=False)]
+#: A short free-text explanation (reasons, error types).
+ShortText = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Event(BaseModel):
+    """Base of every event model: strict, frozen, unknown fields rejected.
+
+    Construct with :meth:`parse` / :meth:`from_json` to get :class:`EventValidationError`
+    (naming each bad field) instead of pydantic's ``ValidationError``.
+    """
+
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        validate_default=False,
+        ser_json_inf_nan="strings",
+    )
+
+    #: Bumped (as a new Literal in the subclass) when a field changes meaning or a required
+    #: field is added; consumers refuse versions they do not know.
+    schema_version: Literal[1] = 1
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Self:
+        """Validate a Python mapping into this event.
+
+        Raises:
+            EventValidationError: naming every bad field.
+        """
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise EventValidationError.from_pydantic(cls.__name__, exc) from None
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        """Decode and validate JSON bytes (pydantic-core, no intermediate dict).
+
+        Raises:
+            EventValidationError: naming every bad field, or the JSON syntax error.
+        """
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise EventValidationError.from_pydantic(cls.__name__, exc) from None
+
+    def to_json(self) -> bytes:
+        """Encode as compact UTF-8 JSON (pydantic-core's serializer)."""
+        return self.__pydantic_serializer__.to_json(self)

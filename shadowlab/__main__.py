@@ -1,0 +1,5 @@
+"""``python -m shadowlab`` runs the CLI."""
+
+from shadowlab.cli import main
+
+main()

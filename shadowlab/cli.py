@@ -1,0 +1,174 @@
+"""The ``shadowlab`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+import schemas
+from shadowlab import __version__
+from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
+from shadowlab.exceptions import ShadowlabError
+from shadowlab.kafka import ensure_topics
+from shadowlab.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="shadowlab",
+    help="Swap the LLM behind a production service without regressions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(help="Event schemas for producers in any language.", no_args_is_help=True)
+db_app = typer.Typer(help="The ClickHouse schema.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    config: Path | None = None
+
+
+_state = _State()
+
+
+def _settings() -> Settings:
+    return load_settings(_state.config)
+
+
+@app.callback()
+def _main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML settings file (or $SHADOWLAB_CONFIG)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False,
+) -> None:
+    _state.config = config
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print shadowlab's version."""
+    console.print(__version__)
+
+
+@app.command()
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: a free one).")] = (
+        None
+    ),
+    create_topics: Annotated[
+        bool, typer.Option(help="Create shadowlab's topics once the broker is up.")
+    ] = True,
+) -> None:
+    """Run the embedded Kafka broker (Tansu, memory storage) in the foreground."""
+    stop_on_sigterm()
+    settings = _settings()
+    with EmbeddedBroker(port=port, log_path=settings.data_dir / "logs" / "broker.log") as b:
+        if create_topics:
+            ensure_topics(
+                {"bootstrap.servers": b.bootstrap_servers}, settings.topics.partitions_of()
+            )
+        console.print(
+            f"[green]Kafka broker on [bold]{b.bootstrap_servers}[/bold][/green] (pid {b.pid}); "
+            f"export SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS={b.bootstrap_servers}. Ctrl-C stops it."
+        )
+        try:
+            while b.is_running():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping the broker")
+
+
+@app.command()
+def smoke() -> None:
+    """Start the embedded stack and check a RequestEvent round trip: Kafka → ClickHouse."""
+    from shadowlab.smoke import run_smoke  # noqa: PLC0415 - keeps `--help` fast
+    from shadowlab.stack import open_stack  # noqa: PLC0415
+
+    settings = _settings()
+    with console.status("starting the stack (Kafka, ClickHouse)…"), open_stack(settings) as stack:
+        result = run_smoke(stack)
+    table = Table(title=f"round trip of {result.request_id}")
+    table.add_column("step")
+    table.add_column("ms", justify="right")
+    for name, ms in result.steps:
+        table.add_row(name, f"{ms:.1f}")
+    console.print(table)
+    if not result.equal:
+        err_console.print("[red]the event read back from ClickHouse differs from the one sent")
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]: the event read back from ClickHouse equals the one sent")
+
+
+@app.command()
+def init() -> None:
+    """Create the topics and apply the ClickHouse migrations on the configured services."""
+    settings = _settings()
+    created = ensure_topics(
+        settings.kafka.librdkafka(),
+        settings.topics.partitions_of(),
+        replication_factor=settings.topics.replication_factor,
+    )
+    console.print(f"topics created: {', '.join(sorted(created)) or 'none (all exist)'}")
+    _migrate(settings)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write <EventType>.schema.json.")],
+) -> None:
+    """Write one JSON Schema file per event type."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.json_schemas().items():
+        path = directory / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {path}")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending ClickHouse migrations (a second run is a no-op)."""
+    _migrate(_settings())
+
+
+def _migrate(settings: Settings) -> None:
+    from sinks.clickhouse import open_client  # noqa: PLC0415 - keeps `--help` fast
+    from sinks.migrations import apply_migrations  # noqa: PLC0415
+
+    client = open_client(settings.clickhouse.dsn_value(settings.data_dir))
+    try:
+        applied = apply_migrations(client, settings.clickhouse.database)
+    finally:
+        client.close()
+    target = settings.clickhouse.redacted_dsn(settings.data_dir)
+    if applied:
+        console.print(f"applied migrations {applied} to {target}")
+    else:
+        console.print(f"{target} is up to date")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning shadowlab's errors into one clear line and exit 3."""
+    try:
+        app()
+    except ShadowlabError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(3)

@@ -1,0 +1,136 @@
+"""Tiny helpers for tests and checks: sample events, produce them, read a topic back.
+
+A processor test is then a few lines::
+
+    produce(stack.kafka_config(), "llm.requests", [sample_request()])
+    events = read_events(stack.kafka_config(), "llm.requests", RequestEvent, count=1)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from schemas import Event, RequestEvent
+from shadowlab.kafka import CONSUMER_DEFAULTS, producer_config
+
+E = TypeVar("E", bound=Event)
+
+
+def sample_request(**overrides: Any) -> RequestEvent:
+    """Return a valid RequestEvent (a RAG question with one context document)."""
+    data: dict[str, Any] = {
+        "request_id": f"req-{uuid.uuid4().hex}",
+        "event_time": dt.datetime.now(dt.UTC),
+        "route": "support-answer",
+        "user_key": "user-42",
+        "session_id": "sess-7",
+        "tenant": "acme",
+        "request": {
+            "messages": [
+                {"role": "system", "content": "Answer from the context only."},
+                {"role": "user", "content": "How long is the warranty?"},
+            ],
+            "temperature": 0.2,
+            "max_tokens": 256,
+            "seed": 7,
+        },
+        "context_documents": [{"id": "doc-1", "text": "The warranty lasts two years."}],
+        "model": "gpt-4",
+        "arm": "primary",
+        "flags_version": 3,
+        "answer": "The warranty lasts two years.",
+        "latency_ms": 812.5,
+        "ttft_ms": 240.0,
+        "prompt_tokens": 57,
+        "completion_tokens": 9,
+        "cost_usd": 0.00225,
+        "status": "ok",
+        "metadata": {"app": "helpdesk"},
+    }
+    data.update(overrides)
+    return RequestEvent.parse(data)
+
+
+def produce(
+    connection: Mapping[str, str], topic: str, events: Iterable[Event], key_field: str = ""
+) -> int:
+    """Produce events as JSON (keyed by ``key_field`` when given), flush, return the count.
+
+    Raises:
+        KafkaException: when a delivery failed.
+    """
+    producer = Producer(producer_config(connection, **{"linger.ms": "0"}))
+    failures: list[str] = []
+
+    def on_delivery(err: Any, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    count = 0
+    for event in events:
+        key = str(getattr(event, key_field)) if key_field else None
+        producer.produce(topic, value=event.to_json(), key=key, on_delivery=on_delivery)
+        producer.poll(0)
+        count += 1
+    producer.flush(30)
+    if failures:
+        raise KafkaException(f"{len(failures)} deliveries failed, first: {failures[0]}")
+    return count
+
+
+def read_messages(
+    connection: Mapping[str, str],
+    topic: str,
+    count: int,
+    *,
+    timeout_s: float = 30.0,
+    key: str | None = None,
+) -> list[Message]:
+    """Read ``count`` messages of ``topic`` from the start of every partition (no group).
+
+    With ``key``, only messages with that key are kept (and counted).
+
+    Raises:
+        TimeoutError: fewer than ``count`` messages arrived in time.
+    """
+    conf = {**connection, **CONSUMER_DEFAULTS, "group.id": f"read-{uuid.uuid4().hex}"}
+    consumer = Consumer(conf)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = metadata.topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        while len(messages) < count and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.2):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                if key is None or message.key() == key.encode():
+                    messages.append(message)
+        if len(messages) < count:
+            raise TimeoutError(f"read {len(messages)} of {count} messages from {topic}")
+        return messages
+    finally:
+        consumer.close()
+
+
+def read_events(
+    connection: Mapping[str, str],
+    topic: str,
+    event_type: type[E],
+    *,
+    count: int,
+    timeout_s: float = 30.0,
+    key: str | None = None,
+) -> list[E]:
+    """Read and decode ``count`` events of ``event_type`` from ``topic`` (see read_messages)."""
+    return [
+        event_type.from_json(m.value() or b"")
+        for m in read_messages(connection, topic, count, timeout_s=timeout_s, key=key)
+    ]

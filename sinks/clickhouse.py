@@ -1,0 +1,135 @@
+"""ClickHouse access for events: open the client, map events to rows and back.
+
+One code path serves both deployments: clickhouse-connect over ``chdb:///path`` (the
+engine in-process; one engine path per process) or ``http(s)://…:8123``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from schemas import (
+    Alert,
+    Comparison,
+    Event,
+    FeedbackEvent,
+    GateDecision,
+    Judgement,
+    RequestEvent,
+    RoutingFlags,
+    ShadowResult,
+)
+from shadowlab.exceptions import ClickHouseError
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Where an event type is stored, and which of its fields are stored as JSON text."""
+
+    table: str
+    event_type: type[Event]
+    json_columns: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def columns(self) -> list[str]:
+        """The table's columns written by the sink: the event's fields, in order."""
+        return list(self.event_type.model_fields)
+
+
+TABLES: dict[type[Event], TableSpec] = {
+    spec.event_type: spec
+    for spec in (
+        TableSpec("requests", RequestEvent, frozenset({"request", "context_documents"})),
+        TableSpec("shadow_results", ShadowResult),
+        TableSpec("comparisons", Comparison),
+        TableSpec("judgements", Judgement),
+        TableSpec("feedback", FeedbackEvent),
+        TableSpec("routing_flags", RoutingFlags),
+        TableSpec("gate_decisions", GateDecision),
+        TableSpec("alerts", Alert),
+    )
+}
+
+
+def open_client(dsn: str, database: str | None = None) -> Client:
+    """Open a clickhouse-connect client on ``dsn`` with timezone-aware datetimes.
+
+    For ``chdb://PATH`` the directory is created first.
+
+    Raises:
+        ClickHouseError: naming the (password-free) target when the connection fails.
+    """
+    if dsn.startswith("chdb://"):
+        Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(dsn=dsn, database=database, tz_mode="aware")
+    except Exception as exc:
+        target = dsn.rsplit("@", maxsplit=1)[-1]
+        raise ClickHouseError(
+            f"cannot connect to ClickHouse at {target}: {type(exc).__name__}; check "
+            "SHADOWLAB_CLICKHOUSE__DSN, and that the server is up"
+        ) from None
+    return client
+
+
+def spec_of(event_type: type[Event]) -> TableSpec:
+    """Return the table spec of ``event_type``."""
+    return TABLES[event_type]
+
+
+def to_row(event: Event, spec: TableSpec) -> list[Any]:
+    """Return the row (in ``spec.columns`` order) that stores ``event``."""
+    data = event.model_dump()
+    for column in spec.json_columns:
+        data[column] = json.dumps(data[column], separators=(",", ":"), ensure_ascii=False)
+    return [data[c] for c in spec.columns]
+
+
+def from_row(row: Mapping[str, Any], spec: TableSpec) -> Event:
+    """Rebuild the event stored in ``row`` (a column → value mapping)."""
+    data = {c: row[c] for c in spec.columns}
+    for column in spec.json_columns:
+        data[column] = json.loads(data[column])
+    return spec.event_type.parse(data)
+
+
+def insert_events(client: Client, database: str, events: Sequence[Event]) -> int:
+    """Insert events of one type in one block; returns the number of rows written."""
+    if not events:
+        return 0
+    spec = spec_of(type(events[0]))
+    rows = [to_row(e, spec) for e in events]
+    client.insert(f"{database}.{spec.table}", rows, column_names=spec.columns)
+    return len(rows)
+
+
+def query_events(
+    client: Client,
+    database: str,
+    event_type: type[E],
+    *,
+    where: str = "1",
+    parameters: Mapping[str, Any] | None = None,
+    order_by: str = "tuple()",
+) -> list[E]:
+    """Read events back, duplicates hidden (``FINAL``).
+
+    ``where`` and ``order_by`` are SQL written by the caller; values go in ``parameters``
+    as ``{name:Type}`` placeholders, never formatted into the SQL.
+    """
+    spec = spec_of(event_type)
+    sql = (
+        f"SELECT {', '.join(spec.columns)} FROM {database}.{spec.table} FINAL "  # noqa: S608
+        f"WHERE {where} ORDER BY {order_by}"
+    )
+    result = client.query(sql, parameters=dict(parameters or {}))
+    return [cast(E, from_row(row, spec)) for row in result.named_results()]

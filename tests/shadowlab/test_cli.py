@@ -1,0 +1,68 @@
+"""The command line, run as a user would (subprocesses: chDB allows one engine per process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "shadowlab", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**base, "COLUMNS": "200", **env},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    done = _run(["--help"], tmp_path)
+    assert done.returncode == 0
+    for command in ("broker", "smoke", "init", "schemas", "db", "version"):
+        assert command in done.stdout
+
+
+def test_db_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
+    first = _run(["db", "migrate"], tmp_path, SHADOWLAB_DATA_DIR=str(tmp_path / "d"))
+    assert first.returncode == 0, first.stderr
+    assert "applied migrations [1]" in first.stdout
+    second = _run(["db", "migrate"], tmp_path, SHADOWLAB_DATA_DIR=str(tmp_path / "d"))
+    assert second.returncode == 0, second.stderr
+    assert "is up to date" in second.stdout
+
+
+def test_bad_setting_exits_3_with_a_clear_message(tmp_path: Path) -> None:
+    done = _run(["db", "migrate"], tmp_path, SHADOWLAB_TOPICS__PARTITIONS="zero")
+    assert done.returncode == 3
+    assert "SHADOWLAB_TOPICS__PARTITIONS" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_clickhouse_names_the_host_not_the_password(tmp_path: Path) -> None:
+    done = _run(
+        ["db", "migrate"],
+        tmp_path,
+        SHADOWLAB_CLICKHOUSE__DSN="http://app:pw-s3cret@127.0.0.1:1/db",
+    )
+    assert done.returncode == 3
+    assert "127.0.0.1:1" in done.stderr
+    assert "pw-s3cret" not in done.stderr + done.stdout
+
+
+def test_init_creates_topics_on_a_configured_broker(tmp_path: Path, kafka: dict[str, str]) -> None:
+    env = {
+        "SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS": kafka["bootstrap.servers"],
+        "SHADOWLAB_TOPICS__REQUESTS": "init-test.requests",
+        "SHADOWLAB_DATA_DIR": str(tmp_path / "d"),
+    }
+    first = _run(["init"], tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    assert "init-test.requests" in first.stdout
+    second = _run(["init"], tmp_path, **env)
+    assert "none (all exist)" in second.stdout
