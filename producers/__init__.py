@@ -1,5 +1,38 @@
-"""What services embed: the canary ``Router`` and the never-blocking ``EventProducer``.
+r"""What services embed: the canary Router (live flags) and the never-blocking EventProducer.
 
-(Built by the "Producers" issue; this package is importable from the start so the layout
-and the distribution are fixed.)
+::
+
+    from producers import EventProducer, LiveRouter
+
+    with LiveRouter(conf, "routing.flags", cache_path=cache) as router, \\
+         EventProducer(conf, journal_path=journal) as events:
+        assignment = router.choose("support-answer", key=user_id)
+        ...
+        events.emit_request(request_event)
 """
+
+from producers.emitter import EventProducer, ProducerStats
+from producers.flags import clear_override, rollback, set_flags, weight_bp
+from producers.flags_io import FlagsClient, FlagsReader, LiveRouter, load_cache, save_cache
+from producers.hashing import BUCKETS, bucket
+from producers.journal import Journal
+from producers.router import Assignment, Router
+
+__all__ = [
+    "BUCKETS",
+    "Assignment",
+    "EventProducer",
+    "FlagsClient",
+    "FlagsReader",
+    "Journal",
+    "LiveRouter",
+    "ProducerStats",
+    "Router",
+    "bucket",
+    "clear_override",
+    "load_cache",
+    "rollback",
+    "save_cache",
+    "set_flags",
+    "weight_bp",
+]

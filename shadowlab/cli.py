@@ -17,6 +17,7 @@ from rich.table import Table
 import schemas
 from shadowlab import __version__
 from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
+from shadowlab.cli_flags import flags_app
 from shadowlab.exceptions import ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
@@ -31,6 +32,7 @@ schemas_app = typer.Typer(help="Event schemas for producers in any language.", n
 db_app = typer.Typer(help="The ClickHouse schema.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(db_app, name="db")
+app.add_typer(flags_app, name="flags")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,8 +45,12 @@ class _State:
 _state = _State()
 
 
-def _settings() -> Settings:
+def current_settings() -> Settings:
+    """The settings of this invocation (``--config`` and the environment)."""
     return load_settings(_state.config)
+
+
+_settings = current_settings
 
 
 @app.callback()

@@ -9,8 +9,12 @@
     │   ├── BrokerBinaryNotFoundError         the Tansu binary is not installed
     │   ├── PortInUseError                    the requested broker port is taken
     │   └── BrokerStartError             the broker exited or never answered
-    └── ClickHouseError                  a ClickHouse operation failed
-        └── MigrationError               a schema migration failed
+    ├── ClickHouseError                  a ClickHouse operation failed
+    │   └── MigrationError               a schema migration failed
+    └── RoutingError                     routing flags cannot serve or take a change
+        ├── UnknownRouteError            no flags exist for the route (also a KeyError)
+        ├── InvalidFlagsChangeError      a flags change was refused (bad weight, same model…)
+        └── FlagsConflictError           another writer changed the route first
 
 Each message says what was wrong and what to do about it, and never contains a secret.
 """
@@ -48,14 +52,37 @@ class MigrationError(ClickHouseError):
     """A schema migration could not be applied."""
 
 
+class RoutingError(ShadowlabError):
+    """Routing flags cannot serve a request or take a change."""
+
+
+class UnknownRouteError(RoutingError, KeyError):
+    """No routing flags exist for the route."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidFlagsChangeError(RoutingError, ValueError):
+    """A flags change was refused: the message says what to change."""
+
+
+class FlagsConflictError(RoutingError):
+    """Another writer published a newer version of the route's flags first."""
+
+
 __all__ = [
     "BrokerBinaryNotFoundError",
     "BrokerStartError",
     "ClickHouseError",
     "ConfigError",
     "EventValidationError",
+    "FlagsConflictError",
+    "InvalidFlagsChangeError",
     "MigrationError",
     "PortInUseError",
+    "RoutingError",
     "ShadowlabError",
     "StackError",
+    "UnknownRouteError",
 ]

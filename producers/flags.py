@@ -1,0 +1,145 @@
+"""Routing flags: pure changes (set, rollback, clear override) and their validation.
+
+Each change returns a new :class:`RoutingFlags` with ``version = current + 1``; nothing here
+does I/O. :mod:`producers.flags_io` reads and writes them on the ``routing.flags`` topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from schemas import EventValidationError, RoutingFlags, Stage
+from shadowlab.exceptions import InvalidFlagsChangeError, UnknownRouteError
+
+
+def _require(current: RoutingFlags | None, route: str) -> RoutingFlags:
+    if current is None:
+        raise UnknownRouteError(
+            f"route {route!r} has no flags yet; create them with "
+            f"`shadowlab flags set {route} --primary MODEL`"
+        )
+    return current
+
+
+def _build(data: dict[str, object]) -> RoutingFlags:
+    try:
+        return RoutingFlags.parse(data)
+    except EventValidationError as exc:
+        raise InvalidFlagsChangeError(str(exc)) from None
+
+
+def weight_bp(percent: float) -> int:
+    """Convert a canary weight in percent (0–100) to basis points.
+
+    Raises:
+        InvalidFlagsChangeError: outside 0–100.
+    """
+    if not 0 <= percent <= 100:
+        raise InvalidFlagsChangeError(
+            f"canary weight must be a percentage from 0 to 100; got {percent:g}"
+        )
+    return round(percent * 100)
+
+
+def set_flags(
+    current: RoutingFlags | None,
+    *,
+    route: str,
+    primary: str,
+    canary: str | None,
+    canary_weight_bp: int,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+    shadow_candidates: list[str] | None = None,
+    stage: Stage | None = None,
+) -> RoutingFlags:
+    """Return the flags after setting primary, canary and weight (override cleared).
+
+    A new canary model gets a new salt, so each rollout draws its own canary users; the same
+    canary keeps its salt, so users stay in the canary as the weight grows.
+
+    Raises:
+        InvalidFlagsChangeError: same model as primary and canary, weight without canary,
+            weight out of range.
+    """
+    if canary is not None and canary == primary:
+        raise InvalidFlagsChangeError(
+            f"canary and primary are the same model ({primary!r}); pick a different canary, "
+            "or omit --canary to send everyone to the primary"
+        )
+    if canary is None and canary_weight_bp > 0:
+        raise InvalidFlagsChangeError("a canary weight needs a canary model: add --canary MODEL")
+    same_rollout = current is not None and current.canary == canary and canary is not None
+    salt = current.salt if same_rollout and current is not None else secrets.token_hex(8)
+    if stage is None:
+        stage = "promoted" if canary is None else ("canary" if canary_weight_bp else "shadow")
+    if shadow_candidates is None:
+        shadow_candidates = list(current.shadow_candidates) if current is not None else []
+    return _build(
+        {
+            "route": route,
+            "version": (current.version + 1) if current is not None else 1,
+            "stage": stage,
+            "primary": primary,
+            "canary": canary,
+            "canary_weight_bp": canary_weight_bp,
+            "override": None,
+            "salt": salt,
+            "shadow_candidates": shadow_candidates,
+            "changed_at": now,
+            "changed_by": actor,
+            "reason": reason,
+        }
+    )
+
+
+def rollback(
+    current: RoutingFlags | None, *, route: str, actor: str, reason: str, now: dt.datetime
+) -> RoutingFlags:
+    """Return the flags after a rollback: override = primary and canary weight 0, in one write.
+
+    Raises:
+        UnknownRouteError: the route has no flags.
+        InvalidFlagsChangeError: no reason given.
+    """
+    flags = _require(current, route)
+    if not reason.strip():
+        raise InvalidFlagsChangeError("a rollback needs a reason: add --reason TEXT")
+    return _build(
+        {
+            **flags.model_dump(),
+            "version": flags.version + 1,
+            "stage": "rolled_back",
+            "override": flags.primary,
+            "canary_weight_bp": 0,
+            "changed_at": now,
+            "changed_by": actor,
+            "reason": reason,
+        }
+    )
+
+
+def clear_override(
+    current: RoutingFlags | None, *, route: str, actor: str, reason: str, now: dt.datetime
+) -> RoutingFlags:
+    """Return the flags with the override removed (weights unchanged).
+
+    Raises:
+        UnknownRouteError: the route has no flags.
+        InvalidFlagsChangeError: there is no override to clear.
+    """
+    flags = _require(current, route)
+    if flags.override is None:
+        raise InvalidFlagsChangeError(f"route {route!r} has no override to clear")
+    return _build(
+        {
+            **flags.model_dump(),
+            "version": flags.version + 1,
+            "override": None,
+            "changed_at": now,
+            "changed_by": actor,
+            "reason": reason,
+        }
+    )
