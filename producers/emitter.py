@@ -13,7 +13,9 @@ producer id) would otherwise retry forever with ``UNKNOWN_PRODUCER_ID``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -31,6 +33,13 @@ from shadowlab.kafka import producer_config
 log = logging.getLogger(__name__)
 
 _DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN}
+_BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Run this background thread at a lower CPU priority than the caller's request path."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICE)
 
 
 @dataclass
@@ -167,6 +176,7 @@ class EventProducer:
         self._spill(message.topic() or self.requests_topic, message.key(), message.value() or b"")
 
     def _poll_loop(self) -> None:
+        _lower_priority()
         last_sync = time.monotonic()
         while not self._stop.is_set():
             self._producer.poll(0.05)
@@ -176,6 +186,7 @@ class EventProducer:
                 last_sync = time.monotonic()
 
     def _replay_loop(self) -> None:
+        _lower_priority()  # producers made here (after an outage) inherit it for their threads
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()

@@ -238,11 +238,13 @@ class FlagsClient:
             FlagsConflictError: another writer's change won.
             TimeoutError: the write was not seen back in time.
         """
-        expected = self.router.version(flags.route) + 1
-        if flags.version != expected:
+        current = self.router.version(flags.route)
+        if flags.version <= current:
+            raise self._conflict(flags)
+        if flags.version != current + 1:
             raise InvalidFlagsChangeError(
-                f"flags version {flags.version} for {flags.route!r} is not the next one "
-                f"({expected}); re-read the flags and retry"
+                f"flags version {flags.version} for {flags.route!r} skips versions (the next "
+                f"one is {current + 1}); re-read the flags and retry"
             )
         if self._producer is None:
             self._producer = Producer(
@@ -261,14 +263,17 @@ class FlagsClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the flags change was not read back from {self.topic}")
             time.sleep(0.005)
-        in_force = self.router.flags(flags.route)
-        if in_force != flags:
-            raise FlagsConflictError(
-                f"another writer changed {flags.route!r} to version {flags.version} first "
-                f"({in_force.changed_by if in_force else '?'}: "
-                f"{in_force.reason if in_force else ''}); re-read the flags and retry"
-            )
+        if self.router.flags(flags.route) != flags:
+            raise self._conflict(flags)
         return flags
+
+    def _conflict(self, flags: RoutingFlags) -> FlagsConflictError:
+        in_force = self.router.flags(flags.route)
+        who = f"{in_force.changed_by}: {in_force.reason!r}" if in_force is not None else "?"
+        return FlagsConflictError(
+            f"another writer changed {flags.route!r} first (version "
+            f"{in_force.version if in_force else '?'} by {who}); re-read the flags and retry"
+        )
 
 
 class LiveRouter(Router):
