@@ -17,6 +17,7 @@ from producers.flags_io import FlagsClient, FlagsReader, LiveRouter, load_cache,
 from producers.hashing import BUCKETS, bucket
 from producers.journal import Journal
 from producers.router import Assignment, Router
+from producers.tracking import Price, TrackedCall, track_request
 
 __all__ = [
     "BUCKETS",
@@ -26,13 +27,16 @@ __all__ = [
     "FlagsReader",
     "Journal",
     "LiveRouter",
+    "Price",
     "ProducerStats",
     "Router",
+    "TrackedCall",
     "bucket",
     "clear_override",
     "load_cache",
     "rollback",
     "save_cache",
     "set_flags",
+    "track_request",
     "weight_bp",
 ]

@@ -137,6 +137,21 @@ def init() -> None:
     _migrate(settings)
 
 
+@app.command()
+def simulate(
+    config: Annotated[Path, typer.Option("--config", help="Simulator models YAML.")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve simulated OpenAI-compatible models (a test and demo double, not a model)."""
+    from shadowlab.simulator import SimulatorConfig, serve  # noqa: PLC0415
+
+    sim = SimulatorConfig.from_yaml(config)
+    names = ", ".join(m.name for m in sim.models)
+    console.print(f"simulated models ({names}) on [bold]http://{host}:{port}/v1[/bold]")
+    serve(sim, host, port)
+
+
 @schemas_app.command("export")
 def schemas_export(
     directory: Annotated[Path, typer.Argument(help="Where to write <EventType>.schema.json.")],

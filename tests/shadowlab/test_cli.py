@@ -66,3 +66,54 @@ def test_init_creates_topics_on_a_configured_broker(tmp_path: Path, kafka: dict[
     assert "init-test.requests" in first.stdout
     second = _run(["init"], tmp_path, **env)
     assert "none (all exist)" in second.stdout
+
+
+def test_simulate_serves_the_configured_models(tmp_path: Path) -> None:
+    import json
+    import time
+    import urllib.request
+
+    from shadowlab.broker import free_port
+
+    config = tmp_path / "models.yaml"
+    config.write_text("models:\n  - {name: gpt-4}\n  - {name: gpt-4o}\n")
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shadowlab",
+            "simulate",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=base,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as server:
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/v1/models", timeout=1
+                    ) as response:
+                        models = json.load(response)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the simulator never answered"
+                    time.sleep(0.1)
+        finally:
+            server.terminate()
+    assert [m["id"] for m in models["data"]] == ["gpt-4", "gpt-4o"]
+
+
+def test_simulate_with_a_bad_config_says_which_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("models:\n  - {latency_median_ms: -1}\n")
+    done = _run(["simulate", "--config", str(tmp_path / "bad.yaml")], tmp_path)
+    assert done.returncode == 3
+    assert "bad.yaml is invalid" in done.stderr

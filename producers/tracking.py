@@ -1,0 +1,199 @@
+"""The service-side helper: route, call the model with ``openai``, measure, emit.
+
+::
+
+    with track_request(router, events, prices, route="support-answer", key=user_id,
+                       messages=messages, context_documents=docs) as call:
+        completion = call.create(client)          # or: for text in call.stream(client): ...
+    answer = completion.choices[0].message.content
+
+On exit the helper emits one :class:`RequestEvent` with the model and arm the Router chose,
+latency, time to first token (streaming), tokens, cost from the price table, and the status:
+``ok``, ``timeout`` (``openai.APITimeoutError``) or ``error`` (any other exception, whose
+type becomes ``error_type``). The exception still reaches the caller; emitting never raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from producers.emitter import EventProducer
+from producers.router import Assignment, Router
+from schemas import EventValidationError, RequestEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per 1,000 input and output tokens."""
+
+    input_per_1k: float
+    output_per_1k: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Return the cost of one call."""
+        return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+
+
+@dataclass
+class TrackedCall:
+    """One routed model call; fill it through :meth:`create` or :meth:`stream`."""
+
+    assignment: Assignment
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+    answer: str | None = None
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def model(self) -> str:
+        """The model the Router chose."""
+        return self.assignment.model
+
+    def create(self, client: openai.OpenAI) -> ChatCompletion:
+        """Call the chosen model (no streaming) and record the answer and usage."""
+        completions: Any = client.chat.completions  # messages are plain dicts, not TypedDicts
+        completion: ChatCompletion = completions.create(
+            model=self.model, messages=self.messages, **self.params
+        )
+        self.answer = completion.choices[0].message.content if completion.choices else None
+        if completion.usage is not None:
+            self.prompt_tokens = completion.usage.prompt_tokens
+            self.completion_tokens = completion.usage.completion_tokens
+        return completion
+
+    def stream(self, client: openai.OpenAI) -> Iterator[str]:
+        """Call the chosen model with streaming; yields text pieces, records TTFT and usage."""
+        completions: Any = client.chat.completions
+        chunks: Iterator[ChatCompletionChunk] = completions.create(
+            model=self.model,
+            messages=self.messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            **self.params,
+        )
+        parts: list[str] = []
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.prompt_tokens = chunk.usage.prompt_tokens
+                self.completion_tokens = chunk.usage.completion_tokens
+            if chunk.choices and chunk.choices[0].delta.content:
+                if self.ttft_s is None:
+                    self.ttft_s = time.perf_counter() - self.started
+                parts.append(chunk.choices[0].delta.content)
+                yield chunk.choices[0].delta.content
+        self.answer = "".join(parts)
+
+
+_PARAMS = (
+    "tools",
+    "tool_choice",
+    "response_format",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "stop",
+)
+
+
+@contextmanager
+def track_request(
+    router: Router,
+    events: EventProducer,
+    prices: Mapping[str, Price],
+    *,
+    route: str,
+    key: str | None,
+    messages: Sequence[Mapping[str, Any]],
+    context_documents: Sequence[Mapping[str, Any]] = (),
+    session_id: str | None = None,
+    tenant: str | None = None,
+    replayable: bool = True,
+    request_id: str | None = None,
+    **params: Any,
+) -> Iterator[TrackedCall]:
+    """Route one request, let the caller make the call, then emit its RequestEvent.
+
+    Args:
+        router: chooses the model (primary, canary or override) for ``key``.
+        events: where the RequestEvent goes (never blocks, never raises on Kafka trouble).
+        prices: per model; a model missing from it costs 0 (and is logged).
+        route: the route (as in the flags).
+        key: the user or session id the Router hashes (None: a random bucket).
+        messages: the chat messages sent to the model.
+        context_documents: retrieved documents (``{"text": ..., "id": ...}``).
+        session_id: the conversation, when known.
+        tenant: the customer, when known.
+        replayable: False for requests that must never be sent to another model.
+        request_id: the event's id (a new one when omitted).
+        params: sampling parameters sent to the model (temperature, max_tokens, seed…).
+
+    Yields:
+        The call to make: ``call.create(client)`` or ``call.stream(client)``.
+    """
+    unknown = set(params) - set(_PARAMS)
+    if unknown:
+        raise TypeError(f"track_request got unknown parameters {sorted(unknown)}")
+    assignment = router.choose(route, key)
+    call = TrackedCall(assignment, [dict(m) for m in messages], dict(params))
+    event_time = dt.datetime.now(dt.UTC)
+    status, error_type = "ok", None
+    try:
+        yield call
+    except openai.APITimeoutError:
+        status, error_type = "timeout", "APITimeoutError"
+        raise
+    except Exception as exc:
+        status, error_type = "error", type(exc).__name__
+        raise
+    finally:
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        price = prices.get(call.model)
+        if price is None:
+            log.warning("no price for model %s: its cost is recorded as 0", call.model)
+        try:
+            event = RequestEvent.parse(
+                {
+                    "request_id": request_id or f"req-{uuid.uuid4().hex}",
+                    "event_time": event_time,
+                    "route": route,
+                    "user_key": key,
+                    "session_id": session_id,
+                    "tenant": tenant,
+                    "request": {"messages": call.messages, **params},
+                    "context_documents": [dict(d) for d in context_documents],
+                    "model": call.model,
+                    "arm": assignment.arm,
+                    "flags_version": assignment.flags_version,
+                    "replayable": replayable,
+                    "answer": call.answer,
+                    "latency_ms": latency_ms,
+                    "ttft_ms": call.ttft_s * 1000 if call.ttft_s is not None else None,
+                    "prompt_tokens": call.prompt_tokens,
+                    "completion_tokens": call.completion_tokens,
+                    "cost_usd": price.cost(call.prompt_tokens, call.completion_tokens)
+                    if price
+                    else 0.0,
+                    "status": status,
+                    "error_type": error_type,
+                }
+            )
+        except EventValidationError:
+            log.exception("could not build the RequestEvent of a %s call", route)
+        else:
+            events.emit_request(event)

@@ -1,0 +1,334 @@
+"""An OpenAI-compatible model simulator: a test and demo double, never a real model.
+
+``/v1/chat/completions`` (plain and ``stream=true``) and ``/v1/models``, served with aiohttp
+to the real ``openai`` client. Each simulated model has a profile: latency (median and p95 of
+a log-normal), rates of 500 errors, 429s (with ``Retry-After``) and hangs past the client's
+timeout, answer length, and answer quality (the probability of answering correctly from the
+context, and of adding an unsupported claim). Outcomes are deterministic for
+(seed, model, request): the same request gets the same answer, latency and fate.
+
+System messages are the context; the last user message is the question. A correct answer is
+the context sentence that best matches the question; a wrong one is a fixed evasive sentence;
+an unfaithful one adds a claim found nowhere in the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from shadowlab.broker import free_port
+from shadowlab.exceptions import ConfigError
+
+WRONG_ANSWER = "I am not sure; it may depend on your plan, so please contact support."
+UNSUPPORTED_CLAIM = "This was also confirmed by an independent audit in 2019."
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class ModelProfile(BaseModel):
+    """How one simulated model behaves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    latency_median_ms: Annotated[float, Field(gt=0)] = 500.0
+    latency_p95_ms: Annotated[float, Field(gt=0)] = 1000.0
+    #: Time to first token as a share of the latency.
+    ttft_fraction: Annotated[float, Field(gt=0, le=1)] = 0.3
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    rate_limit_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    retry_after_s: Annotated[float, Field(ge=0)] = 1.0
+    hang_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: How long a hang lasts (simulated seconds): longer than any client timeout.
+    hang_s: Annotated[float, Field(gt=0)] = 600.0
+    p_correct: Annotated[float, Field(ge=0, le=1)] = 0.9
+    p_faithful: Annotated[float, Field(ge=0, le=1)] = 0.95
+
+    @property
+    def sigma(self) -> float:
+        """Log-normal shape giving the configured p95 (z = 1.645)."""
+        return max(0.0, math.log(self.latency_p95_ms / self.latency_median_ms) / 1.645)
+
+
+class SimulatorConfig(BaseModel):
+    """The simulator's models, seed and time scale (0.01 = a 1 s latency sleeps 10 ms)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    time_scale: Annotated[float, Field(gt=0)] = 1.0
+    models: list[ModelProfile]
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> SimulatorConfig:
+        """Load a simulator config file.
+
+        Raises:
+            ConfigError: the file is missing or invalid (naming the file and the field).
+        """
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ConfigError(f"simulator config {path} does not exist") from None
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ConfigError(f"simulator config {path} is invalid: {exc}") from None
+
+    def profile(self, name: str) -> ModelProfile | None:
+        """Return the profile of model ``name``."""
+        return next((m for m in self.models if m.name == name), None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happens to one request (all drawn from the request's own seed)."""
+
+    kind: str  # "ok", "error", "rate_limited", "hang"
+    latency_s: float
+    ttft_s: float
+    answer: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def decide(profile: ModelProfile, seed: int, request: dict[str, Any]) -> Outcome:
+    """Draw the fate of ``request`` for ``profile``: pure and deterministic."""
+    messages = request.get("messages") or []
+    canonical = json.dumps(
+        {k: request.get(k) for k in ("messages", "tools", "response_format", "seed")},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(f"{seed}|{profile.name}|{canonical}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - simulation
+    draw = rng.random()
+    kind = "ok"
+    if draw < profile.error_rate:
+        kind = "error"
+    elif draw < profile.error_rate + profile.rate_limit_rate:
+        kind = "rate_limited"
+    elif draw < profile.error_rate + profile.rate_limit_rate + profile.hang_rate:
+        kind = "hang"
+    latency_ms = profile.latency_median_ms * math.exp(profile.sigma * rng.gauss(0.0, 1.0))
+    context = " ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    question = next(
+        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    answer = WRONG_ANSWER
+    if rng.random() < profile.p_correct:
+        answer = _best_sentence(context, question) or WRONG_ANSWER
+    if rng.random() >= profile.p_faithful:
+        answer = f"{answer} {UNSUPPORTED_CLAIM}"
+    prompt = " ".join(_text(m.get("content")) for m in messages)
+    return Outcome(
+        kind,
+        latency_ms / 1000,
+        latency_ms * profile.ttft_fraction / 1000,
+        answer,
+        _tokens(prompt),
+        _tokens(answer),
+    )
+
+
+def _best_sentence(context: str, question: str) -> str:
+    asked = set(_WORD.findall(question.lower()))
+    sentences = [s.strip() for s in _SENTENCE.split(context) if s.strip()]
+    if not sentences:
+        return ""
+    return max(sentences, key=lambda s: len(asked & set(_WORD.findall(s.lower()))))
+
+
+class _Server:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.requests = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    async def models(self, _request: web.Request) -> web.Response:
+        data = [
+            {"id": m.name, "object": "model", "created": 0, "owned_by": "shadowlab-sim"}
+            for m in self.config.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "invalid_request_error", "the body is not JSON")
+        profile = self.config.profile(str(body.get("model")))
+        if profile is None:
+            return _error(404, "model_not_found", f"model {body.get('model')!r} is not simulated")
+        outcome = decide(profile, self.config.seed, body)
+        scale = self.config.time_scale
+        if outcome.kind == "hang":
+            await asyncio.sleep(profile.hang_s * scale)
+        if outcome.kind == "rate_limited":
+            response = _error(429, "rate_limit_exceeded", "simulated rate limit")
+            response.headers["Retry-After"] = f"{profile.retry_after_s:g}"
+            return response
+        if outcome.kind in ("error", "hang"):
+            await asyncio.sleep(outcome.latency_s * scale)
+            return _error(500, "server_error", "simulated server error")
+        if body.get("stream"):
+            return await self._stream(request, body, outcome, scale)
+        await asyncio.sleep(outcome.latency_s * scale)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-sim-{self.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": profile.name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": outcome.answer},
+                    }
+                ],
+                "usage": _usage(outcome),
+            }
+        )
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], outcome: Outcome, scale: float
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = outcome.answer.split(" ")
+        base = {
+            "id": f"chatcmpl-sim-{self.requests}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
+        await asyncio.sleep(outcome.ttft_s * scale)
+        rest = (outcome.latency_s - outcome.ttft_s) * scale / max(1, len(words) - 1)
+        async for i, word in _enumerate(words):
+            if i:
+                await asyncio.sleep(rest)
+            delta = {"content": word if i == 0 else f" {word}"}
+            if i == 0:
+                delta["role"] = "assistant"
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(final)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {**base, "choices": [], "usage": _usage(outcome)}
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+async def _enumerate(items: list[str]) -> AsyncIterator[tuple[int, str]]:
+    for pair in enumerate(items):
+        yield pair
+
+
+def _usage(outcome: Outcome) -> dict[str, int]:
+    return {
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+    }
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": code, "code": code, "param": None}},
+        status=status,
+    )
+
+
+class Simulator:
+    """The simulator on a loopback port, in a background thread (tests, demo, embedded use).
+
+    ``base_url`` is what an ``openai.OpenAI(base_url=...)`` client takes.
+    """
+
+    def __init__(self, config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0):
+        self.config = config
+        self.host = host
+        self.port = port
+        self._server = _Server(config)
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="simulator", daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def requests_served(self) -> int:
+        """Chat completion requests received so far."""
+        return self._server.requests
+
+    def start(self) -> Self:
+        """Start serving; returns once the port is bound."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self._server.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        if self.port == 0:
+            self.port = free_port(self.host)
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    def stop(self) -> None:
+        """Stop serving and end the thread."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def serve(config: SimulatorConfig, host: str, port: int) -> None:
+    """Serve in the foreground until interrupted (``shadowlab simulate``)."""
+    web.run_app(_Server(config).app(), host=host, port=port, access_log=None, print=None)

@@ -1,0 +1,150 @@
+"""The service helper: Router → real openai client → simulator over HTTP → RequestEvent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from producers import EventProducer, Price, Router, set_flags, track_request
+from schemas import RequestEvent
+from shadowlab.simulator import Simulator, SimulatorConfig
+from shadowlab.testing import read_events
+
+CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
+MESSAGES = [
+    {"role": "system", "content": CONTEXT},
+    {"role": "user", "content": "How long is the warranty?"},
+]
+PRICES = {"gpt-4": Price(0.03, 0.06), "gpt-4o": Price(0.0025, 0.01)}
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    config = SimulatorConfig.model_validate(
+        {
+            "seed": 3,
+            "time_scale": 0.2,
+            "models": [
+                {"name": "gpt-4", "latency_median_ms": 400, "latency_p95_ms": 600, "p_correct": 1},
+                {"name": "gpt-4o", "latency_median_ms": 200, "latency_p95_ms": 300, "p_correct": 1},
+                {"name": "broken", "error_rate": 1.0},
+                {"name": "stuck", "hang_rate": 1.0, "hang_s": 30},
+            ],
+        }
+    )
+    with Simulator(config) as sim:
+        yield sim
+
+
+def _client(simulator: Simulator) -> openai.OpenAI:
+    return openai.OpenAI(base_url=simulator.base_url, api_key="sim", max_retries=0, timeout=0.5)
+
+
+def _router(primary: str, canary: str | None = None, weight: int = 0) -> Router:
+    return Router(
+        [
+            set_flags(
+                None,
+                route="faq",
+                primary=primary,
+                canary=canary,
+                canary_weight_bp=weight,
+                actor="t",
+                reason="",
+                now=dt.datetime.now(dt.UTC),
+            )
+        ]
+    )
+
+
+@pytest.fixture
+def events(
+    kafka: dict[str, str], topic_factory: Callable[..., str], tmp_path: Path
+) -> Iterator[EventProducer]:
+    with EventProducer(kafka, tmp_path / "j", requests_topic=topic_factory("req")) as producer:
+        yield producer
+
+
+def _emitted(kafka: dict[str, str], events: EventProducer, count: int) -> list[RequestEvent]:
+    assert events.flush(10)
+    return read_events(kafka, events.requests_topic, RequestEvent, count=count)
+
+
+def test_call_is_routed_measured_priced_and_emitted(
+    simulator: Simulator, events: EventProducer, kafka: dict[str, str]
+) -> None:
+    router = _router("gpt-4", "gpt-4o", weight=10_000)  # everyone in the canary
+    with (
+        _client(simulator) as client,
+        track_request(
+            router,
+            events,
+            PRICES,
+            route="faq",
+            key="user-1",
+            messages=MESSAGES,
+            context_documents=[{"text": CONTEXT}],
+            temperature=0.2,
+        ) as call,
+    ):
+        completion = call.create(client)
+    assert call.model == "gpt-4o"
+    [event] = _emitted(kafka, events, 1)
+    assert (event.model, event.arm, event.status) == ("gpt-4o", "canary", "ok")
+    assert event.answer == completion.choices[0].message.content == "The warranty lasts two years."
+    assert completion.usage is not None
+    assert event.prompt_tokens == completion.usage.prompt_tokens > 0
+    assert event.completion_tokens == completion.usage.completion_tokens > 0
+    assert event.cost_usd == pytest.approx(
+        (event.prompt_tokens * 0.0025 + event.completion_tokens * 0.01) / 1000, rel=1e-12
+    )
+    assert event.latency_ms >= 0.2 * 200 * 0.5  # slept at least the scaled latency, roughly
+    assert event.request.temperature == 0.2
+    assert event.context_documents[0].text == CONTEXT
+    assert event.flags_version == 1
+
+
+def test_streaming_records_time_to_first_token(
+    simulator: Simulator, events: EventProducer, kafka: dict[str, str]
+) -> None:
+    with (
+        _client(simulator) as client,
+        track_request(
+            _router("gpt-4"), events, PRICES, route="faq", key="u", messages=MESSAGES
+        ) as call,
+    ):
+        text = "".join(call.stream(client))
+    [event] = _emitted(kafka, events, 1)
+    assert event.answer == text == "The warranty lasts two years."
+    assert event.ttft_ms is not None
+    assert 0 < event.ttft_ms < event.latency_ms
+    assert event.completion_tokens > 0
+
+
+def test_errors_and_timeouts_are_recorded_and_reraised(
+    simulator: Simulator, events: EventProducer, kafka: dict[str, str]
+) -> None:
+    client = _client(simulator)
+    with (
+        pytest.raises(openai.InternalServerError),
+        track_request(
+            _router("broken"), events, PRICES, route="faq", key="u", messages=MESSAGES
+        ) as call,
+    ):
+        call.create(client)
+    with (
+        pytest.raises(openai.APITimeoutError),
+        track_request(
+            _router("stuck"), events, PRICES, route="faq", key="u", messages=MESSAGES
+        ) as call,
+    ):
+        call.create(client)
+    client.close()
+    error, timeout = _emitted(kafka, events, 2)
+    assert (error.status, error.error_type, error.cost_usd) == ("error", "InternalServerError", 0.0)
+    assert (timeout.status, timeout.error_type) == ("timeout", "APITimeoutError")
+    assert timeout.latency_ms >= 500

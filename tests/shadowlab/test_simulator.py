@@ -1,0 +1,80 @@
+"""The model simulator: deterministic fates, the configured latency, and OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+import statistics
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from shadowlab.simulator import (
+    UNSUPPORTED_CLAIM,
+    WRONG_ANSWER,
+    ModelProfile,
+    Simulator,
+    SimulatorConfig,
+    decide,
+)
+
+REQUEST = {
+    "messages": [
+        {"role": "system", "content": "The warranty lasts two years. Shipping takes 3 days."},
+        {"role": "user", "content": "How long does shipping take?"},
+    ]
+}
+
+
+def _req(i: int) -> dict[str, object]:
+    return {"messages": [*REQUEST["messages"], {"role": "user", "content": f"q{i}"}]}
+
+
+def test_same_request_same_fate_other_seed_other_draws() -> None:
+    profile = ModelProfile(name="m", latency_median_ms=100, latency_p95_ms=300)
+    assert decide(profile, 1, REQUEST) == decide(profile, 1, REQUEST)
+    latencies_1 = [decide(profile, 1, _req(i)).latency_s for i in range(50)]
+    latencies_2 = [decide(profile, 2, _req(i)).latency_s for i in range(50)]
+    assert latencies_1 != latencies_2
+
+
+def test_latency_follows_the_profile() -> None:
+    profile = ModelProfile(name="m", latency_median_ms=800, latency_p95_ms=1500)
+    ms = sorted(decide(profile, 0, _req(i)).latency_s * 1000 for i in range(4000))
+    assert statistics.median(ms) == pytest.approx(800, rel=0.06)
+    assert ms[int(0.95 * len(ms))] == pytest.approx(1500, rel=0.08)
+
+
+def test_quality_draws() -> None:
+    right = ModelProfile(name="m", p_correct=1, p_faithful=1)
+    assert decide(right, 0, REQUEST).answer == "Shipping takes 3 days."
+    wrong = ModelProfile(name="m", p_correct=0, p_faithful=0)
+    assert decide(wrong, 0, REQUEST).answer == f"{WRONG_ANSWER} {UNSUPPORTED_CLAIM}"
+    half = ModelProfile(name="m", p_correct=0.5, p_faithful=1)
+    share = sum(decide(half, 0, _req(i)).answer != WRONG_ANSWER for i in range(2000)) / 2000
+    assert share == pytest.approx(0.5, abs=0.04)
+
+
+def test_http_errors_are_openai_shaped() -> None:
+    config = SimulatorConfig(
+        models=[
+            ModelProfile(name="limited", rate_limit_rate=1, retry_after_s=7),
+            ModelProfile(name="ok", latency_median_ms=1, latency_p95_ms=2),
+        ],
+        time_scale=0.01,
+    )
+    with (
+        Simulator(config) as sim,
+        openai.OpenAI(base_url=sim.base_url, api_key="x", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="limited", messages=REQUEST["messages"])  # type: ignore[arg-type]
+        assert info.value.response.headers["retry-after"] == "7"
+        with pytest.raises(openai.NotFoundError, match="not simulated"):
+            client.chat.completions.create(model="nope", messages=REQUEST["messages"])  # type: ignore[arg-type]
+        assert [m.id for m in client.models.list().data] == ["limited", "ok"]
+        bad = urllib.request.Request(f"{sim.base_url}/chat/completions", data=b"{oops")  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as http:
+            urllib.request.urlopen(bad, timeout=5)  # noqa: S310 - loopback test server
+        assert http.value.code == 400
+        http.value.close()
