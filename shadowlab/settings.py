@@ -202,10 +202,32 @@ class ModelEndpoint(_Section):
 
 
 class CandidateConfig(_Section):
-    """A candidate model shadowed on a route, and the share of requests replayed to it."""
+    """A candidate model shadowed on a route, the share replayed to it, and its budgets."""
 
     model: ModelName
     sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    #: Spend cap over the last hour; past it the candidate is sampled down (and logged).
+    max_usd_per_hour: Annotated[float, Field(gt=0)] | None = None
+    #: Replays per second cap (token bucket).
+    max_rps: Annotated[float, Field(gt=0)] | None = None
+
+
+class ShadowSettings(_Section):
+    """The shadow replay role."""
+
+    group_id: str = "shadowlab-shadow"
+    #: Replays in flight at once (all candidates together).
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    #: Requests consumed per batch; offsets are committed after a batch's results are out.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    backoff_base_s: Annotated[float, Field(ge=0)] = 0.2
+    #: Longest Retry-After honoured before giving up on a 429.
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 30.0
+    #: Count a final 429 as a model error (default: recorded as ``rate_limited``, skipped).
+    rate_limit_is_error: bool = False
+    #: (request_id, candidate) pairs remembered so a redelivered request is not paid twice.
+    dedupe_window: Annotated[int, Field(ge=0)] = 200_000
 
 
 class RouteConfig(_Section):
@@ -236,6 +258,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     models: list[ModelEndpoint] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
+    shadow: ShadowSettings = ShadowSettings()
 
     @classmethod
     def settings_customise_sources(

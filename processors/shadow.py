@@ -1,0 +1,419 @@
+"""The shadow role: replay production requests against candidate models, emit ShadowResults.
+
+The user's request path does no extra work: this role consumes ``llm.requests`` in a
+consumer group, and for each candidate of the request's route (sampled, within budget)
+replays the full request with ``openai.AsyncOpenAI`` and emits a :class:`ShadowResult` to
+``llm.shadow``. Offsets are committed only after a batch's results were delivered
+(at-least-once). A (request_id, candidate) pair already paid for is not replayed again: the
+pairs are kept in memory and in an append-only log under the data dir, so a restarted role
+does not pay twice either. Failures become results with status ``error``/``timeout`` (error
+rate is a gate: they are never dropped); a 429 honours ``Retry-After`` and, unless configured
+as an error, is counted as skipped (the join then reports the pair as ``missing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from confluent_kafka import Consumer, Message, Producer
+
+from processors.budget import RecentPairs, SpendWindow, TokenBucket, sampled
+from schemas import EventValidationError, RequestEvent, ShadowResult
+from shadowlab.kafka import consumer_config, producer_config
+from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShadowCounters:
+    """What the role did; logged every ``report_every_s`` and readable by tests and metrics."""
+
+    consumed: int = 0
+    results: int = 0
+    in_flight: int = 0
+    malformed: int = 0
+    by_status: collections.Counter[str] = field(default_factory=collections.Counter)
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    spend_usd: collections.defaultdict[str, float] = field(
+        default_factory=lambda: collections.defaultdict(float)
+    )
+
+
+@dataclass
+class _Candidate:
+    config: CandidateConfig
+    endpoint: ModelEndpoint
+    client: openai.AsyncOpenAI
+    bucket: TokenBucket | None
+    spend: SpendWindow | None
+    last_warning: float = -1e9
+    cost_sum: float = 0.0
+    cost_n: int = 0
+
+    def estimate(self, event: RequestEvent) -> float:
+        """Expected cost of replaying ``event``: the mean so far, else from its size."""
+        if self.cost_n:
+            return self.cost_sum / self.cost_n
+        chars = sum(len(str(m.content or "")) for m in event.request.messages)
+        output = event.request.max_tokens or 256
+        return (
+            chars / 4 * self.endpoint.price_input_per_1k
+            + output * self.endpoint.price_output_per_1k
+        ) / 1000
+
+
+class ShadowRole:
+    """Runs the replay loop until :meth:`stop` (in its own thread or ``asyncio.run``).
+
+    Args:
+        settings: routes (candidates, budgets), models (endpoints, prices), topics, shadow.
+        connection: librdkafka connection config.
+        stage_of: the route's rollout stage, when routing flags are known; requests are
+            replayed only in ``shadow`` and ``canary`` (no flags: always).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        connection: Mapping[str, str],
+        *,
+        stage_of: Callable[[str], str | None] | None = None,
+        report_every_s: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.cfg: ShadowSettings = settings.shadow
+        self.counters = ShadowCounters()
+        self._connection = dict(connection)
+        self._stage_of = stage_of
+        self._report_every_s = report_every_s
+        self._stop = threading.Event()
+        self._routes: dict[str, list[_Candidate]] = {}
+        for route in settings.routes:
+            self._routes[route.name] = [self._candidate(c) for c in route.candidates]
+        self._paid_path = settings.data_dir / "shadow" / "paid.log"
+        self._paid = _load_paid(self._paid_path, self.cfg.dedupe_window)
+        self._pending_pairs: list[tuple[str, str]] = []
+
+    def _candidate(self, config: CandidateConfig) -> _Candidate:
+        endpoint = self.settings.model(config.model)
+        key = endpoint.api_key()
+        client = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            api_key=key.get_secret_value() if key else "none",
+            timeout=endpoint.timeout_s,
+            max_retries=0,
+        )
+        return _Candidate(
+            config,
+            endpoint,
+            client,
+            TokenBucket(config.max_rps) if config.max_rps else None,
+            SpendWindow(config.max_usd_per_hour) if config.max_usd_per_hour else None,
+        )
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Run the loop in this thread until :meth:`stop`."""
+        asyncio.run(self.run_async())
+
+    async def run_async(self) -> None:
+        """The loop: consume a batch, replay it, deliver results, commit, repeat."""
+        topics = self.settings.topics
+        consumer = Consumer(
+            consumer_config(self._connection, self.cfg.group_id, **{"session.timeout.ms": "6000"})
+        )
+        producer = Producer(producer_config(self._connection))
+        consumer.subscribe([topics.requests])
+        limit = asyncio.Semaphore(self.cfg.concurrency)
+        last_report = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = await asyncio.to_thread(consumer.consume, self.cfg.batch_size, 0.2)
+                if batch:
+                    await self._process(batch, producer, limit)
+                    await asyncio.to_thread(_flush_all, producer, self._stop)
+                    self._remember_paid()
+                    consumer.commit(asynchronous=False)
+                if time.monotonic() - last_report >= self._report_every_s:
+                    self.report()
+                    last_report = time.monotonic()
+        finally:
+            consumer.close()
+            producer.flush(10)
+            for candidates in self._routes.values():
+                for candidate in candidates:
+                    await candidate.client.close()
+
+    async def _process(
+        self, batch: list[Message], producer: Producer, limit: asyncio.Semaphore
+    ) -> None:
+        topics = self.settings.topics
+        jobs: list[Any] = []
+        for message in batch:
+            if message.error() is not None:
+                log.warning("shadow consumer: %s", message.error())
+                continue
+            self.counters.consumed += 1
+            try:
+                event = RequestEvent.from_json(message.value() or b"")
+            except EventValidationError as exc:
+                self.counters.malformed += 1
+                producer.produce(
+                    topics.requests + topics.dlq_suffix,
+                    value=message.value(),
+                    key=message.key(),
+                    headers=[("error", str(exc).encode()[:4000]), ("role", b"shadow")],
+                )
+                continue
+            jobs.extend(
+                self._replay(event, c, reserved, producer, limit)
+                for c, reserved in self._plan(event)
+            )
+        await asyncio.gather(*jobs)
+
+    def _plan(self, event: RequestEvent) -> list[tuple[_Candidate, float]]:
+        """Which candidates replay ``event`` now (each skip counted with its reason)."""
+        candidates = self._routes.get(event.route, [])
+        if not event.replayable:
+            self.counters.skipped["not_replayable"] += len(candidates) or 1
+            return []
+        stage = self._stage_of(event.route) if self._stage_of else None
+        if stage is not None and stage not in ("shadow", "canary"):
+            self.counters.skipped["stage"] += len(candidates)
+            return []
+        now = time.monotonic()
+        chosen: list[tuple[_Candidate, float]] = []
+        for candidate in candidates:
+            name = candidate.config.model
+            reason = None
+            if name == event.model:
+                reason = "same_model"
+            elif not sampled(event.request_id, name, candidate.config.sample_rate):
+                reason = "sampled_out"
+            elif (event.request_id, name) in self._paid:
+                reason = "already_paid"
+            elif candidate.spend is not None and not candidate.spend.allows(now):
+                reason = "budget_usd"
+            elif candidate.bucket is not None and not candidate.bucket.take(now):
+                reason = "budget_rps"
+            if reason is None:
+                if candidate.spend is not None:  # reserve now: the batch runs concurrently
+                    candidate.spend.add(now, candidate.estimate(event))
+                chosen.append((candidate, candidate.estimate(event)))
+                continue
+            self.counters.skipped[reason] += 1
+            if reason.startswith("budget") and now - candidate.last_warning > 60:
+                candidate.last_warning = now
+                log.warning(
+                    "candidate %s is over its %s budget: sampling down",
+                    name,
+                    reason.removeprefix("budget_"),
+                )
+        return chosen
+
+    async def _replay(
+        self,
+        event: RequestEvent,
+        candidate: _Candidate,
+        reserved: float,
+        producer: Producer,
+        limit: asyncio.Semaphore,
+    ) -> None:
+        async with limit:
+            self.counters.in_flight += 1
+            try:
+                result = await replay(candidate.client, candidate.endpoint, event, self.cfg)
+            finally:
+                self.counters.in_flight -= 1
+        name = candidate.config.model
+        actual = result.cost_usd if result is not None else 0.0
+        if candidate.spend is not None:
+            candidate.spend.add(time.monotonic(), actual - reserved)
+        if result is None:
+            self.counters.skipped["rate_limited"] += 1
+            return
+        candidate.cost_sum += actual
+        candidate.cost_n += 1
+        self.counters.spend_usd[name] += result.cost_usd
+        self.counters.by_status[result.status] += 1
+        self.counters.results += 1
+        producer.produce(self.settings.topics.shadow, value=result.to_json(), key=event.request_id)
+        producer.poll(0)
+        self._pending_pairs.append((event.request_id, name))
+
+    def _remember_paid(self) -> None:
+        pairs, self._pending_pairs = self._pending_pairs, []
+        if not pairs:
+            return
+        self._paid_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._paid_path.open("a", encoding="utf-8") as out:
+            out.writelines(f"{rid}\t{cand}\n" for rid, cand in pairs)
+        for pair in pairs:
+            self._paid.add(pair)
+
+    def report(self) -> None:
+        """Log one line of counters (consumed, results, in flight, spend, errors, skips)."""
+        c = self.counters
+        spend = ", ".join(f"{m} ${usd:.4f}" for m, usd in sorted(c.spend_usd.items())) or "-"
+        log.info(
+            "shadow: consumed %d, results %d (%s), in flight %d, malformed %d, spend %s, "
+            "skipped %s",
+            c.consumed,
+            c.results,
+            dict(c.by_status),
+            c.in_flight,
+            c.malformed,
+            spend,
+            dict(c.skipped) or "-",
+        )
+
+
+def _flush_all(producer: Producer, stop: threading.Event) -> None:
+    """Wait until every result is delivered (while Kafka is down this waits, never drops)."""
+    while producer.flush(1.0) > 0:
+        log.warning("shadow: waiting for Kafka to take %d results", len(producer))
+        if stop.is_set() and producer.flush(5.0) > 0:
+            raise RuntimeError("stopping with undelivered shadow results; offsets not committed")
+
+
+def _load_paid(path: Path, capacity: int) -> RecentPairs:
+    pairs = RecentPairs(capacity)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()[-capacity:] if capacity else []
+    except FileNotFoundError:
+        return pairs
+    for line in lines:
+        rid, _, cand = line.partition("\t")
+        if cand:
+            pairs.add((rid, cand))
+    tmp = path.with_suffix(".tmp")  # keep the log bounded: rewrite with what is remembered
+    tmp.write_text(
+        "".join(f"{r}\t{c}\n" for r, c in [ln.split("\t", 1) for ln in lines if "\t" in ln]),
+        encoding="utf-8",
+    )
+    tmp.replace(path)
+    return pairs
+
+
+async def replay(
+    client: openai.AsyncOpenAI,
+    endpoint: ModelEndpoint,
+    event: RequestEvent,
+    cfg: ShadowSettings,
+) -> ShadowResult | None:
+    """Replay ``event`` against ``endpoint``; None when rate limited past what is honoured."""
+    kwargs = event.request.model_dump(exclude_none=True)  # messages, tools, sampling params
+    model = endpoint.upstream_name or endpoint.name
+    attempt = 0
+    while True:
+        attempt += 1
+        started = time.perf_counter()
+        outcome = await _call(client, model, kwargs, started)
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = outcome.get("error")
+        if error is None:
+            return _result(event, endpoint, attempt, latency_ms, outcome, "ok", None)
+        if isinstance(error, openai.APITimeoutError):
+            return _result(
+                event, endpoint, attempt, latency_ms, outcome, "timeout", "APITimeoutError"
+            )
+        retry_in = _retry_in(error, attempt, cfg)
+        if retry_in is not None:
+            await asyncio.sleep(retry_in)
+            continue
+        if isinstance(error, openai.RateLimitError) and not cfg.rate_limit_is_error:
+            return None
+        return _result(event, endpoint, attempt, latency_ms, outcome, "error", type(error).__name__)
+
+
+def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | None:
+    """Seconds to wait before the next attempt, or None to stop retrying."""
+    if attempt >= cfg.max_attempts:
+        return None
+    if isinstance(error, openai.RateLimitError):
+        header = error.response.headers.get("retry-after", "")
+        try:
+            wait = float(header)
+        except ValueError:
+            wait = cfg.backoff_base_s * 2 ** (attempt - 1)
+        return wait if wait <= cfg.max_retry_after_s else None
+    retryable = isinstance(error, openai.APIConnectionError) or (
+        isinstance(error, openai.APIStatusError) and error.status_code >= 500
+    )
+    return cfg.backoff_base_s * 2 ** (attempt - 1) if retryable else None
+
+
+async def _call(
+    client: openai.AsyncOpenAI, model: str, kwargs: dict[str, Any], started: float
+) -> dict[str, Any]:
+    """One streamed call: answer, TTFT and usage, or the exception."""
+    out: dict[str, Any] = {
+        "answer": None,
+        "ttft_ms": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
+    completions: Any = client.chat.completions
+    try:
+        stream = await completions.create(
+            model=model, stream=True, stream_options={"include_usage": True}, **kwargs
+        )
+        parts: list[str] = []
+        async for chunk in stream:
+            if chunk.usage is not None:
+                out["prompt_tokens"] = chunk.usage.prompt_tokens
+                out["completion_tokens"] = chunk.usage.completion_tokens
+            if chunk.choices and chunk.choices[0].delta.content:
+                if out["ttft_ms"] is None:
+                    out["ttft_ms"] = (time.perf_counter() - started) * 1000
+                parts.append(chunk.choices[0].delta.content)
+        out["answer"] = "".join(parts)
+    except openai.OpenAIError as exc:
+        out["error"] = exc
+    return out
+
+
+def _result(
+    event: RequestEvent,
+    endpoint: ModelEndpoint,
+    attempts: int,
+    latency_ms: float,
+    outcome: dict[str, Any],
+    status: str,
+    error_type: str | None,
+) -> ShadowResult:
+    prompt, completion = outcome["prompt_tokens"], outcome["completion_tokens"]
+    cost = (prompt * endpoint.price_input_per_1k + completion * endpoint.price_output_per_1k) / 1000
+    return ShadowResult.parse(
+        {
+            "request_id": event.request_id,
+            "event_time": event.event_time,
+            "replayed_at": dt.datetime.now(dt.UTC),
+            "route": event.route,
+            "candidate": endpoint.name,
+            "primary_model": event.model,
+            "answer": outcome["answer"] if status == "ok" else None,
+            "latency_ms": min(latency_ms, 3_600_000.0),
+            "ttft_ms": outcome["ttft_ms"],
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cost_usd": cost,
+            "status": status,
+            "error_type": error_type,
+            "attempts": attempts,
+        }
+    )

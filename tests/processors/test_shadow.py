@@ -1,0 +1,215 @@
+"""The shadow role on real parts: Tansu, the simulator over HTTP, the real openai client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processors.shadow import ShadowRole
+from schemas import ShadowResult
+from shadowlab.settings import Settings, load_settings
+from shadowlab.simulator import Simulator, SimulatorConfig
+from shadowlab.testing import produce, read_events, sample_request
+
+MESSAGES = [
+    {"role": "system", "content": "The warranty lasts two years. Returns are free."},
+    {"role": "user", "content": "How long is the warranty?"},
+]
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    config = SimulatorConfig.model_validate(
+        {
+            "seed": 1,
+            "time_scale": 0.05,
+            "models": [
+                {"name": "gpt-4o", "latency_median_ms": 400, "latency_p95_ms": 800},
+                {"name": "ft-1", "latency_median_ms": 600, "latency_p95_ms": 900},
+                {"name": "broken", "error_rate": 1.0},
+                {"name": "stuck", "hang_rate": 1.0, "hang_s": 100},
+            ],
+        }
+    )
+    with Simulator(config) as sim:
+        yield sim
+
+
+def _settings(
+    sim: Simulator,
+    tmp_path: Path,
+    requests: str,
+    shadow: str,
+    candidates: list[dict[str, Any]],
+    **shadow_cfg: Any,
+) -> Settings:
+    models = [
+        {
+            "name": n,
+            "base_url": sim.base_url,
+            "price_input_per_1k": 0.01,
+            "price_output_per_1k": 0.03,
+            "timeout_s": 0.5,
+        }
+        for n in ("gpt-4", "gpt-4o", "ft-1", "broken", "stuck")
+    ]
+    return load_settings(
+        data_dir=tmp_path,
+        models=models,
+        routes=[{"name": "support-answer", "primary": "gpt-4", "candidates": candidates}],
+        topics={"requests": requests, "shadow": shadow},
+        shadow={"batch_size": 50, "backoff_base_s": 0.01, **shadow_cfg},
+    )
+
+
+def _run_until(role: ShadowRole, done: Callable[[], bool], timeout_s: float = 60) -> None:
+    thread = threading.Thread(target=role.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert time.monotonic() < deadline, f"timed out: {role.counters}"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the batch commit
+    finally:
+        role.stop()
+        thread.join(30)
+
+
+def _requests(n: int, **changes: Any) -> list[Any]:
+    return [
+        sample_request(request_id=f"r{i}", request={"messages": MESSAGES}, **changes)
+        for i in range(n)
+    ]
+
+
+def test_n_requests_give_n_times_candidates_results(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 4), topic_factory("shadow", 4)
+    settings = _settings(
+        simulator, tmp_path, requests, shadow, [{"model": "gpt-4o"}, {"model": "ft-1"}]
+    )
+    produce(kafka, requests, _requests(30), key_field="request_id")
+    role = ShadowRole(settings, kafka)
+    _run_until(role, lambda: role.counters.results >= 60)
+    results = read_events(kafka, shadow, ShadowResult, count=60)
+    pairs = Counter((r.request_id, r.candidate) for r in results)
+    assert set(pairs) == {(f"r{i}", m) for i in range(30) for m in ("gpt-4o", "ft-1")}
+    assert max(pairs.values()) == 1
+    for r in results:
+        assert (r.status, r.primary_model, r.route) == ("ok", "gpt-4", "support-answer")
+        assert r.answer == "The warranty lasts two years."
+        assert r.ttft_ms is not None
+        assert r.cost_usd == pytest.approx(
+            (r.prompt_tokens * 0.01 + r.completion_tokens * 0.03) / 1000, rel=1e-12
+        )
+    assert role.counters.spend_usd["gpt-4o"] > 0
+
+
+def test_errors_and_timeouts_are_results_with_their_type(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 2), topic_factory("shadow", 2)
+    settings = _settings(
+        simulator,
+        tmp_path,
+        requests,
+        shadow,
+        [{"model": "broken"}, {"model": "stuck"}],
+        max_attempts=3,
+    )
+    produce(kafka, requests, _requests(5), key_field="request_id")
+    role = ShadowRole(settings, kafka)
+    _run_until(role, lambda: role.counters.results >= 10)
+    results = read_events(kafka, shadow, ShadowResult, count=10)
+    broken = [r for r in results if r.candidate == "broken"]
+    stuck = [r for r in results if r.candidate == "stuck"]
+    assert {(r.status, r.error_type, r.attempts) for r in broken} == {
+        ("error", "InternalServerError", 3)
+    }
+    assert {(r.status, r.error_type) for r in stuck} == {("timeout", "APITimeoutError")}
+    assert all(r.latency_ms >= 450 for r in stuck)
+
+
+def test_budget_is_respected_and_skips_are_counted(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)
+    one_call = (20 * 0.01 + 8 * 0.03) / 1000  # about one replay's cost
+    settings = _settings(
+        simulator,
+        tmp_path,
+        requests,
+        shadow,
+        [{"model": "gpt-4o", "max_usd_per_hour": one_call * 3}],
+        concurrency=1,
+    )
+    produce(kafka, requests, _requests(20), key_field="request_id")
+    role = ShadowRole(settings, kafka)
+    _run_until(role, lambda: role.counters.consumed >= 20 and role.counters.in_flight == 0)
+    spent = role.counters.spend_usd["gpt-4o"]
+    assert role.counters.results < 20
+    assert role.counters.skipped["budget_usd"] == 20 - role.counters.results
+    assert spent <= one_call * 3 + one_call * 2  # the cap, plus the call that crossed it
+
+
+def test_non_replayable_requests_are_never_sent(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)
+    settings = _settings(simulator, tmp_path, requests, shadow, [{"model": "gpt-4o"}])
+    private = sample_request(request_id="secret", request={"messages": MESSAGES}, replayable=False)
+    produce(kafka, requests, [private, *_requests(3)], key_field="request_id")
+    served_before = simulator.requests_served
+    role = ShadowRole(settings, kafka)
+    _run_until(role, lambda: role.counters.results >= 3)
+    assert role.counters.skipped["not_replayable"] == 1
+    assert simulator.requests_served - served_before == 3
+    results = read_events(kafka, shadow, ShadowResult, count=3)
+    assert "secret" not in {r.request_id for r in results}
+
+
+def test_malformed_requests_go_to_the_dead_letter_topic(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    from confluent_kafka import Producer
+
+    from shadowlab.kafka import ensure_topics
+    from shadowlab.testing import read_messages
+
+    requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)
+    ensure_topics(kafka, {requests + ".dlq": 1})
+    settings = _settings(simulator, tmp_path, requests, shadow, [{"model": "gpt-4o"}])
+    producer = Producer(kafka)
+    producer.produce(requests, value=b'{"request_id": 5}', key=b"bad")
+    producer.flush(10)
+    produce(kafka, requests, _requests(2), key_field="request_id")
+    role = ShadowRole(settings, kafka)
+    _run_until(role, lambda: role.counters.results >= 2)
+    [dead] = read_messages(kafka, requests + ".dlq", count=1)
+    assert dead.value() == b'{"request_id": 5}'
+    headers = dict(dead.headers() or [])
+    assert b"invalid RequestEvent" in headers["error"]
+    assert role.counters.malformed == 1
