@@ -5,32 +5,43 @@ consumer group, and for each candidate of the request's route (sampled, within b
 replays the full request with ``openai.AsyncOpenAI`` and emits a :class:`ShadowResult` to
 ``llm.shadow``. Offsets are committed only after a batch's results were delivered
 (at-least-once). A (request_id, candidate) pair already paid for is not replayed again: the
-pairs are kept in memory and in an append-only log under the data dir, so a restarted role
-does not pay twice either. Failures become results with status ``error``/``timeout`` (error
-rate is a gate: they are never dropped); a 429 honours ``Retry-After`` and, unless configured
-as an error, is counted as skipped (the join then reports the pair as ``missing``).
+pairs are kept in memory, and a starting role first reads the tail of ``llm.shadow`` to learn
+what was already delivered, so a restarted role does not pay twice either. Failures become
+results with status ``error``/``timeout`` (error rate is a gate: they are never dropped); a
+429 honours ``Retry-After`` and, unless configured as an error, is counted as skipped (the
+join then reports the pair as ``missing``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
+import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import openai
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from processors.budget import RecentPairs, SpendWindow, TokenBucket, sampled
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from shadowlab.kafka import consumer_config, producer_config
 from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
+from shadowlab.simulator import EVENT_TIME_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +112,9 @@ class ShadowRole:
         self._routes: dict[str, list[_Candidate]] = {}
         for route in settings.routes:
             self._routes[route.name] = [self._candidate(c) for c in route.candidates]
-        self._paid_path = settings.data_dir / "shadow" / "paid.log"
-        self._paid = _load_paid(self._paid_path, self.cfg.dedupe_window)
+        self._paid = RecentPairs(self.cfg.dedupe_window)
         self._pending_pairs: list[tuple[str, str]] = []
+        self._consumer: Consumer | None = None
 
     def _candidate(self, config: CandidateConfig) -> _Candidate:
         endpoint = self.settings.model(config.model)
@@ -138,7 +149,11 @@ class ShadowRole:
         )
         producer = Producer(producer_config(self._connection))
         consumer.subscribe([topics.requests])
+        self._consumer = consumer
         limit = asyncio.Semaphore(self.cfg.concurrency)
+        # results already on llm.shadow were paid for (by us before a crash, or by another
+        # instance before a rebalance): learn them before replaying anything
+        await asyncio.to_thread(scan_paid, self._connection, topics.shadow, self._paid, self._stop)
         last_report = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -257,21 +272,36 @@ class ShadowRole:
 
     def _remember_paid(self) -> None:
         pairs, self._pending_pairs = self._pending_pairs, []
-        if not pairs:
-            return
-        self._paid_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._paid_path.open("a", encoding="utf-8") as out:
-            out.writelines(f"{rid}\t{cand}\n" for rid, cand in pairs)
         for pair in pairs:
             self._paid.add(pair)
 
+    def lag(self) -> int | None:
+        """Requests not yet consumed, from the last fetch's high watermarks (None: unknown).
+
+        Exact on Apache Kafka; the embedded broker reports end offsets wrongly, so there it
+        is only indicative.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            total = 0
+            for tp in consumer.position(consumer.assignment()):
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    total += max(0, high - tp.offset)
+            return total
+        except (KafkaException, RuntimeError):
+            return None
+
     def report(self) -> None:
-        """Log one line of counters (consumed, results, in flight, spend, errors, skips)."""
+        """Log one line: lag, consumed, results, in flight, spend, errors, skips."""
         c = self.counters
         spend = ", ".join(f"{m} ${usd:.4f}" for m, usd in sorted(c.spend_usd.items())) or "-"
         log.info(
-            "shadow: consumed %d, results %d (%s), in flight %d, malformed %d, spend %s, "
-            "skipped %s",
+            "shadow: lag %s, consumed %d, results %d (%s), in flight %d, malformed %d, "
+            "spend %s, skipped %s",
+            self.lag(),
             c.consumed,
             c.results,
             dict(c.by_status),
@@ -290,23 +320,45 @@ def _flush_all(producer: Producer, stop: threading.Event) -> None:
             raise RuntimeError("stopping with undelivered shadow results; offsets not committed")
 
 
-def _load_paid(path: Path, capacity: int) -> RecentPairs:
-    pairs = RecentPairs(capacity)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()[-capacity:] if capacity else []
-    except FileNotFoundError:
-        return pairs
-    for line in lines:
-        rid, _, cand = line.partition("\t")
-        if cand:
-            pairs.add((rid, cand))
-    tmp = path.with_suffix(".tmp")  # keep the log bounded: rewrite with what is remembered
-    tmp.write_text(
-        "".join(f"{r}\t{c}\n" for r, c in [ln.split("\t", 1) for ln in lines if "\t" in ln]),
-        encoding="utf-8",
+def scan_paid(
+    connection: Mapping[str, str], topic: str, pairs: RecentPairs, stop: threading.Event
+) -> int:
+    """Add the (request_id, candidate) pairs of the last results on ``topic`` to ``pairs``.
+
+    Reads each partition's tail (``pairs.capacity`` results in all, at least) up to its end.
+    Returns the number of results read.
+    """
+    consumer = Consumer(
+        {
+            **consumer_config(connection, f"shadow-scan-{uuid.uuid4().hex}"),
+            "enable.partition.eof": "true",
+        }
     )
-    tmp.replace(path)
-    return pairs
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        per_partition = pairs.capacity // max(1, len(partitions)) + 1
+        assignment = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            assignment.append(TopicPartition(topic, p, max(low, high - per_partition)))
+        consumer.assign(assignment)
+        at_end: set[int] = set()
+        read = 0
+        while len(at_end) < len(partitions) and not stop.is_set():
+            for message in consumer.consume(1000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(message.partition() or 0)
+                    continue
+                at_end.discard(message.partition() or 0)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    data = json.loads(message.value() or b"")
+                    pairs.add((str(data["request_id"]), str(data["candidate"])))
+                    read += 1
+        return read
+    finally:
+        consumer.close()
 
 
 async def replay(
@@ -318,11 +370,13 @@ async def replay(
     """Replay ``event`` against ``endpoint``; None when rate limited past what is honoured."""
     kwargs = event.request.model_dump(exclude_none=True)  # messages, tools, sampling params
     model = endpoint.upstream_name or endpoint.name
+    # the original event time: lets a simulator replay drift exactly as live traffic saw it
+    headers = {EVENT_TIME_HEADER: event.event_time.isoformat()}
     attempt = 0
     while True:
         attempt += 1
         started = time.perf_counter()
-        outcome = await _call(client, model, kwargs, started)
+        outcome = await _call(client, model, kwargs, headers, started)
         latency_ms = (time.perf_counter() - started) * 1000
         error = outcome.get("error")
         if error is None:
@@ -358,7 +412,11 @@ def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | No
 
 
 async def _call(
-    client: openai.AsyncOpenAI, model: str, kwargs: dict[str, Any], started: float
+    client: openai.AsyncOpenAI,
+    model: str,
+    kwargs: dict[str, Any],
+    headers: dict[str, str],
+    started: float,
 ) -> dict[str, Any]:
     """One streamed call: answer, TTFT and usage, or the exception."""
     out: dict[str, Any] = {
@@ -370,7 +428,11 @@ async def _call(
     completions: Any = client.chat.completions
     try:
         stream = await completions.create(
-            model=model, stream=True, stream_options={"include_usage": True}, **kwargs
+            model=model,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=headers,
+            **kwargs,
         )
         parts: list[str] = []
         async for chunk in stream:

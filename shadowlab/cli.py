@@ -18,7 +18,7 @@ import schemas
 from shadowlab import __version__
 from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.cli_flags import flags_app
-from shadowlab.exceptions import ShadowlabError
+from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
 
@@ -135,6 +135,43 @@ def init() -> None:
     )
     console.print(f"topics created: {', '.join(sorted(created)) or 'none (all exist)'}")
     _migrate(settings)
+
+
+ROLES = ("shadow",)
+
+
+@app.command()
+def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")]) -> None:
+    """Run one stream role against the configured Kafka (one container per role)."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    stop_on_sigterm()
+    settings = _settings()
+    connection = settings.kafka.librdkafka()
+    ensure_topics(
+        connection,
+        settings.topics.partitions_of(),
+        replication_factor=settings.topics.replication_factor,
+    )
+    from processors.shadow import ShadowRole  # noqa: PLC0415
+    from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
+
+    with LiveRouter(connection, settings.topics.flags) as flags:
+        role_ = ShadowRole(
+            settings,
+            connection,
+            stage_of=lambda route: f.stage if (f := flags.flags(route)) else None,
+        )
+        console.print(
+            f"shadow role: {sum(len(r.candidates) for r in settings.routes)} "
+            f"candidate(s) on {len(settings.routes)} route(s); Ctrl-C stops"
+        )
+        try:
+            role_.run()
+        except KeyboardInterrupt:
+            role_.stop()
+        finally:
+            role_.report()
 
 
 @app.command()

@@ -15,6 +15,8 @@ an unfaithful one adds a claim found nowhere in the context.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import math
@@ -29,7 +31,7 @@ from typing import Annotated, Any, Self
 
 import yaml
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shadowlab.broker import free_port
 from shadowlab.exceptions import ConfigError
@@ -38,6 +40,15 @@ WRONG_ANSWER = "I am not sure; it may depend on your plan, so please contact sup
 UNSUPPORTED_CLAIM = "This was also confirmed by an independent audit in 2019."
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+class ProfileChange(BaseModel):
+    """A change of a simulated model's behaviour from an event time on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime
+    set: dict[str, float]
 
 
 class ModelProfile(BaseModel):
@@ -58,6 +69,16 @@ class ModelProfile(BaseModel):
     hang_s: Annotated[float, Field(gt=0)] = 600.0
     p_correct: Annotated[float, Field(ge=0, le=1)] = 0.9
     p_faithful: Annotated[float, Field(ge=0, le=1)] = 0.95
+    #: Drift: from each ``at`` (event time) on, these fields replace the profile's.
+    changes: list[ProfileChange] = Field(default_factory=list)
+
+    def at(self, when: dt.datetime) -> ModelProfile:
+        """The profile in force at event time ``when`` (the latest change at or before it)."""
+        current = self
+        for change in sorted(self.changes, key=lambda c: c.at):
+            if change.at <= when:
+                current = current.model_copy(update=change.set)
+        return current
 
     @property
     def sigma(self) -> float:
@@ -190,6 +211,7 @@ class _Server:
         profile = self.config.profile(str(body.get("model")))
         if profile is None:
             return _error(404, "model_not_found", f"model {body.get('model')!r} is not simulated")
+        profile = profile.at(_event_time(request))
         outcome = decide(profile, self.config.seed, body)
         scale = self.config.time_scale
         if outcome.kind == "hang":
@@ -256,6 +278,20 @@ class _Server:
 async def _enumerate(items: list[str]) -> AsyncIterator[tuple[int, str]]:
     for pair in enumerate(items):
         yield pair
+
+
+#: Request header carrying the event time of a (replayed) request, for drift profiles.
+EVENT_TIME_HEADER = "X-Shadowlab-Event-Time"
+
+
+def _event_time(request: web.Request) -> dt.datetime:
+    header = request.headers.get(EVENT_TIME_HEADER)
+    if header:
+        with contextlib.suppress(ValueError):
+            parsed = dt.datetime.fromisoformat(header)
+            if parsed.tzinfo is not None:
+                return parsed
+    return dt.datetime.now(dt.UTC)
 
 
 def _usage(outcome: Outcome) -> dict[str, int]:

@@ -40,8 +40,12 @@ def test_services_are_kafka_clickhouse_and_shadowlab(compose: dict[str, Any]) ->
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
     assert compose["services"]["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     for service in compose["services"].values():
-        volumes = [v.split(":")[0] for v in service.get("volumes", [])]
-        assert set(volumes) <= set(compose["volumes"])
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).is_file(), f"{source} is mounted but does not exist"
+            else:
+                assert source in compose["volumes"]
 
 
 def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
@@ -56,6 +60,7 @@ def test_every_shadowlab_variable_is_a_real_setting(compose: dict[str, Any]) -> 
     for name, service in _shadowlab_services(compose).items():
         env = _env(service)
         unknown = {k for k in env if k.startswith("SHADOWLAB_")} - known
+        assert env["SHADOWLAB_CONFIG"] in {v.split(":")[1] for v in service["volumes"]}
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
 
 
@@ -64,9 +69,11 @@ def test_shadowlab_environment_loads_as_settings(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for service in _shadowlab_services(compose).values():
+        mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in service.get("volumes", [])}
         for key, value in _env(service).items():
-            monkeypatch.setenv(key, value)
+            monkeypatch.setenv(key, str(mounts.get(value, value)))
         settings = load_settings()
+        assert settings.routes, "the mounted config defines no route"
         assert settings.kafka.bootstrap_servers
         assert settings.clickhouse.dsn is not None
 

@@ -78,3 +78,25 @@ def test_http_errors_are_openai_shaped() -> None:
             urllib.request.urlopen(bad, timeout=5)  # noqa: S310 - loopback test server
         assert http.value.code == 400
         http.value.close()
+
+
+def test_profiles_drift_at_an_event_time() -> None:
+    import datetime as dt
+
+    profile = ModelProfile.model_validate(
+        {
+            "name": "m",
+            "latency_median_ms": 100,
+            "latency_p95_ms": 100,
+            "changes": [
+                {
+                    "at": "2026-11-21T00:00:00Z",
+                    "set": {"latency_median_ms": 300, "latency_p95_ms": 300},
+                }
+            ],
+        }
+    )
+    before = profile.at(dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    after = profile.at(dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+    assert decide(before, 0, REQUEST).latency_s == pytest.approx(0.1)
+    assert decide(after, 0, REQUEST).latency_s == pytest.approx(0.3)

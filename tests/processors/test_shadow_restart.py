@@ -1,0 +1,119 @@
+"""The shadow role killed mid-stream (SIGKILL) and restarted: no request lost, none paid twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas import ShadowResult
+from shadowlab.simulator import Simulator, SimulatorConfig
+from shadowlab.testing import produce, read_events, read_messages, sample_request
+
+N = 120
+MESSAGES = [
+    {"role": "system", "content": "The warranty lasts two years."},
+    {"role": "user", "content": "How long is the warranty?"},
+]
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    config = SimulatorConfig.model_validate(
+        {
+            "seed": 2,
+            "time_scale": 1.0,
+            "models": [
+                {"name": "gpt-4o", "latency_median_ms": 60, "latency_p95_ms": 90},
+                {"name": "ft-1", "latency_median_ms": 80, "latency_p95_ms": 120},
+            ],
+        }
+    )
+    with Simulator(config) as sim:
+        yield sim
+
+
+def _start(config: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "shadowlab", "--config", str(config), "run", "shadow"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _count(kafka: dict[str, str], topic: str, at_least: int, timeout_s: float) -> None:
+    read_messages(kafka, topic, count=at_least, timeout_s=timeout_s)
+
+
+@pytest.mark.slow
+def test_killed_and_restarted_role_loses_nothing_and_repays_nothing(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 4), topic_factory("shadow", 4)
+    config = tmp_path / "shadowlab.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "kafka": {"bootstrap_servers": kafka["bootstrap.servers"]},
+                "topics": {
+                    "requests": requests,
+                    "shadow": shadow,
+                    "flags": topic_factory("flags", 1),
+                },
+                "models": [
+                    {"name": n, "base_url": simulator.base_url} for n in ("gpt-4", "gpt-4o", "ft-1")
+                ],
+                "routes": [
+                    {
+                        "name": "support-answer",
+                        "primary": "gpt-4",
+                        "candidates": [{"model": "gpt-4o"}, {"model": "ft-1"}],
+                    }
+                ],
+                "shadow": {"batch_size": 8, "concurrency": 4},
+            }
+        )
+    )
+    produce(
+        kafka,
+        requests,
+        [sample_request(request_id=f"r{i}", request={"messages": MESSAGES}) for i in range(N)],
+        key_field="request_id",
+    )
+    first = _start(config, tmp_path)
+    try:
+        _count(kafka, shadow, at_least=40, timeout_s=60)  # well into the stream
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    killed_at = simulator.requests_served
+    assert killed_at < 2 * N, "the role finished before it could be killed"
+    second = _start(config, tmp_path)
+    try:
+        results = read_events(kafka, shadow, ShadowResult, count=2 * N, timeout_s=90)
+        with pytest.raises(TimeoutError):  # and nothing more: no pair was replayed twice
+            read_messages(kafka, shadow, count=2 * N + 1, timeout_s=3)
+    finally:
+        second.terminate()
+        second.wait(30)
+    pairs = Counter((r.request_id, r.candidate) for r in results)
+    assert set(pairs) == {(f"r{i}", m) for i in range(N) for m in ("gpt-4o", "ft-1")}
+    assert max(pairs.values()) == 1, "a delivered result was replayed (paid) again"
+    # only calls in flight at the kill (at most `concurrency` = 4), or answered in the last
+    # milliseconds before it and not yet delivered, can be paid twice
+    repaid = simulator.requests_served - 2 * N
+    assert repaid <= 8, f"{repaid} calls were paid twice"
