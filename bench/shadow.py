@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -28,7 +27,7 @@ from processors.shadow import ShadowRole
 from shadowlab.broker import EmbeddedBroker, free_port
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import load_settings
-from shadowlab.testing import produce, sample_request
+from shadowlab.testing import produce, sample_request, wait_for_http
 
 
 def _start_simulator(tmp: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -64,13 +63,8 @@ def _start_simulator(tmp: Path, latency_ms: float) -> tuple[subprocess.Popen[byt
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=1).close()  # noqa: S310
-            return process, base
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the simulator did not start")
+    wait_for_http(f"{base}/models")
+    return process, base
 
 
 def main() -> None:

@@ -29,6 +29,22 @@ def _build(data: dict[str, object]) -> RoutingFlags:
         raise InvalidFlagsChangeError(str(exc)) from None
 
 
+def _next(
+    flags: RoutingFlags, actor: str, reason: str, now: dt.datetime, **changes: object
+) -> RoutingFlags:
+    """``flags`` one version on, with ``changes`` and who/when/why recorded."""
+    return _build(
+        {
+            **flags.model_dump(),
+            **changes,
+            "version": flags.version + 1,
+            "changed_at": now,
+            "changed_by": actor,
+            "reason": reason,
+        }
+    )
+
+
 def weight_bp(percent: float) -> int:
     """Convert a canary weight in percent (0–100) to basis points.
 
@@ -107,17 +123,8 @@ def rollback(
     flags = _require(current, route)
     if not reason.strip():
         raise InvalidFlagsChangeError("a rollback needs a reason: add --reason TEXT")
-    return _build(
-        {
-            **flags.model_dump(),
-            "version": flags.version + 1,
-            "stage": "rolled_back",
-            "override": flags.primary,
-            "canary_weight_bp": 0,
-            "changed_at": now,
-            "changed_by": actor,
-            "reason": reason,
-        }
+    return _next(
+        flags, actor, reason, now, stage="rolled_back", override=flags.primary, canary_weight_bp=0
     )
 
 
@@ -133,13 +140,4 @@ def clear_override(
     flags = _require(current, route)
     if flags.override is None:
         raise InvalidFlagsChangeError(f"route {route!r} has no override to clear")
-    return _build(
-        {
-            **flags.model_dump(),
-            "version": flags.version + 1,
-            "override": None,
-            "changed_at": now,
-            "changed_by": actor,
-            "reason": reason,
-        }
-    )
+    return _next(flags, actor, reason, now, override=None)

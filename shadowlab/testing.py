@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -55,6 +56,23 @@ def sample_request(**overrides: Any) -> RequestEvent:
     }
     data.update(overrides)
     return RequestEvent.parse(data)
+
+
+def wait_for_http(url: str, timeout_s: float = 20.0) -> None:
+    """Wait until ``url`` answers an HTTP GET (a server started in another process).
+
+    Raises:
+        TimeoutError: it did not answer in time.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - local test servers
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout_s:g} s") from None
+            time.sleep(0.05)
 
 
 def produce(

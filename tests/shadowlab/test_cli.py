@@ -70,10 +70,10 @@ def test_init_creates_topics_on_a_configured_broker(tmp_path: Path, kafka: dict[
 
 def test_simulate_serves_the_configured_models(tmp_path: Path) -> None:
     import json
-    import time
     import urllib.request
 
     from shadowlab.broker import free_port
+    from shadowlab.testing import wait_for_http
 
     config = tmp_path / "models.yaml"
     config.write_text("models:\n  - {name: gpt-4}\n  - {name: gpt-4o}\n")
@@ -96,17 +96,11 @@ def test_simulate_serves_the_configured_models(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     ) as server:
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with urllib.request.urlopen(
-                        f"http://127.0.0.1:{port}/v1/models", timeout=1
-                    ) as response:
-                        models = json.load(response)
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the simulator never answered"
-                    time.sleep(0.1)
+            wait_for_http(f"http://127.0.0.1:{port}/v1/models")
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/v1/models", timeout=5
+            ) as response:
+                models = json.load(response)
         finally:
             server.terminate()
     assert [m["id"] for m in models["data"]] == ["gpt-4", "gpt-4o"]
