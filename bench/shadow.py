@@ -1,6 +1,6 @@
 """Shadow replay throughput against the ideal (concurrency ÷ latency), same run.
 
-    python bench/shadow.py [--n 4000] [--concurrency 200] [--latency-ms 200]
+    python bench/shadow.py [--n 4000] [--concurrency 200] [--latency-ms 1000] [--batch 2000]
 
 Starts an embedded broker and the model simulator in its own process at a fixed latency
 (median = p95), produces N requests, runs the shadow role and times it from its first
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--latency-ms", type=float, default=1000.0)
     parser.add_argument("--batch", type=int, default=2000, help="the role's batch_size")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker() as broker:
