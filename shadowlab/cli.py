@@ -137,7 +137,7 @@ def init() -> None:
     _migrate(settings)
 
 
-ROLES = ("shadow",)
+ROLES = ("shadow", "sink")
 
 
 @app.command()
@@ -153,11 +153,18 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
         settings.topics.partitions_of(),
         replication_factor=settings.topics.replication_factor,
     )
-    from processors.shadow import ShadowRole  # noqa: PLC0415
-    from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
+    if role == "sink":
+        _run_sink(settings, connection)
+    else:
+        _run_shadow(settings, connection)
+
+
+def _run_shadow(settings: Settings, connection: dict[str, str]) -> None:
+    from processors.shadow import ShadowRole  # noqa: PLC0415 - keeps `--help` fast
+    from producers.flags_io import LiveRouter  # noqa: PLC0415
 
     with LiveRouter(connection, settings.topics.flags) as flags:
-        role_ = ShadowRole(
+        role = ShadowRole(
             settings,
             connection,
             stage_of=lambda route: f.stage if (f := flags.flags(route)) else None,
@@ -167,11 +174,35 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
             f"candidate(s) on {len(settings.routes)} route(s); Ctrl-C stops"
         )
         try:
-            role_.run()
+            role.run()
         except KeyboardInterrupt:
-            role_.stop()
+            role.stop()
         finally:
-            role_.report()
+            role.report()
+
+
+def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
+    from sinks.clickhouse import ClickHouseSink, open_client  # noqa: PLC0415
+    from sinks.migrations import apply_migrations  # noqa: PLC0415
+    from sinks.role import SinkRole  # noqa: PLC0415
+
+    client = open_client(settings.clickhouse.dsn_value(settings.data_dir))
+    try:
+        apply_migrations(client, settings.clickhouse.database)
+        role = SinkRole(settings, connection, ClickHouseSink(client, settings.clickhouse.database))
+        console.print(
+            f"sink role: every event topic → {settings.clickhouse.redacted_dsn(settings.data_dir)}"
+            "; Ctrl-C stops"
+        )
+        try:
+            role.run()
+        except KeyboardInterrupt:
+            role.stop()
+        console.print(
+            f"written: {role.counters.written}, dead-lettered: {role.counters.dead_lettered}"
+        )
+    finally:
+        client.close()
 
 
 @app.command()

@@ -238,6 +238,19 @@ class RouteConfig(_Section):
     candidates: list[CandidateConfig] = Field(default_factory=list)
 
 
+class SinkSettings(_Section):
+    """The ClickHouse sink role."""
+
+    group_id: str = "shadowlab-sink"
+    #: Flush when this many events are buffered ...
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    #: ... or when the oldest buffered event has waited this long.
+    max_wait_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    #: Backoff while ClickHouse refuses writes (doubles up to the max).
+    retry_base_s: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class Settings(BaseSettings):
     """Every shadowlab setting. Build with :func:`load_settings` to honour ``--config``."""
 
@@ -259,6 +272,7 @@ class Settings(BaseSettings):
     models: list[ModelEndpoint] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     shadow: ShadowSettings = ShadowSettings()
+    sink: SinkSettings = SinkSettings()
 
     @classmethod
     def settings_customise_sources(

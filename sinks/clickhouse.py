@@ -27,6 +27,7 @@ from schemas import (
     ShadowResult,
 )
 from shadowlab.exceptions import ClickHouseError
+from sinks.base import Sink
 
 E = TypeVar("E", bound=Event)
 
@@ -133,3 +134,35 @@ def query_events(
     )
     result = client.query(sql, parameters=dict(parameters or {}))
     return [cast(E, from_row(row, spec)) for row in result.named_results()]
+
+
+class ClickHouseSink(Sink):
+    """Writes events to their ClickHouse tables, one insert per event type per flush.
+
+    Idempotent: every table is a ReplacingMergeTree on the event's natural key, read with
+    ``FINAL`` (see :mod:`sinks.migrations`).
+    """
+
+    def __init__(self, client: Client, database: str) -> None:
+        super().__init__()
+        self.client = client
+        self.database = database
+
+    def write(self, batches: dict[tuple[str, int], list[Event]]) -> None:
+        """Insert the events, grouped by type.
+
+        Raises:
+            ClickHouseError: naming the table when an insert failed.
+        """
+        by_type: dict[type[Event], list[Event]] = {}
+        for events in batches.values():
+            for event in events:
+                by_type.setdefault(type(event), []).append(event)
+        for event_type, events in by_type.items():
+            try:
+                insert_events(self.client, self.database, events)
+            except Exception as exc:
+                raise ClickHouseError(
+                    f"insert into {self.database}.{spec_of(event_type).table} failed: "
+                    f"{type(exc).__name__}: {str(exc)[:300]}"
+                ) from None
