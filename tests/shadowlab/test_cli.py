@@ -125,19 +125,26 @@ def test_run_sink_stores_events_from_a_configured_broker(
 
     requests = f"req-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
-    env.update({
-        "SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS": kafka["bootstrap.servers"],
-        "SHADOWLAB_TOPICS__REQUESTS": requests,
-        "SHADOWLAB_DATA_DIR": str(tmp_path / "data"),
-        "SHADOWLAB_SINK__MAX_WAIT_S": "0.2",
-        "SHADOWLAB_SINK__GROUP_ID": f"g-{uuid.uuid4().hex[:6]}",
-        "COLUMNS": "200",
-    })
+    env.update(
+        {
+            "SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS": kafka["bootstrap.servers"],
+            "SHADOWLAB_TOPICS__REQUESTS": requests,
+            "SHADOWLAB_DATA_DIR": str(tmp_path / "data"),
+            "SHADOWLAB_SINK__MAX_WAIT_S": "0.2",
+            "SHADOWLAB_SINK__GROUP_ID": f"g-{uuid.uuid4().hex[:6]}",
+            "COLUMNS": "200",
+        }
+    )
     ensure_topics(kafka, {requests: 2})
     produce(kafka, requests, [sample_request(request_id=f"s{i}") for i in range(25)])
-    with subprocess.Popen([sys.executable, "-m", "shadowlab", "run", "sink"], cwd=tmp_path,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True) as sink:
+    with subprocess.Popen(
+        [sys.executable, "-m", "shadowlab", "run", "sink"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as sink:
         time.sleep(10)  # group join (~3 s) + one flush
         sink.send_signal(signal.SIGINT)
         out, _ = sink.communicate(timeout=30)
