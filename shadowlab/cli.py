@@ -206,6 +206,52 @@ def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
 
 
 @app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="The SQL to run.")],
+    output: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    write: Annotated[
+        bool, typer.Option("--write", help="Allow statements that change data.")
+    ] = False,
+) -> None:
+    """Run SQL against the configured ClickHouse (read-only unless --write)."""
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    from sinks.clickhouse import open_client  # noqa: PLC0415
+
+    if output not in ("table", "json", "csv"):
+        raise ConfigError(f"unknown --format {output!r}; use table, json or csv")
+    settings = _settings()
+    client = open_client(
+        settings.clickhouse.dsn_value(settings.data_dir), database=settings.clickhouse.database
+    )
+    try:
+        result = client.query(query, settings=None if write else {"readonly": 1})
+    except Exception as exc:  # the server's message says what was wrong with the SQL
+        raise ConfigError(f"query failed: {str(exc).splitlines()[0][:500]}") from None
+    finally:
+        client.close()
+    names, rows = list(result.column_names), result.result_rows
+    if output == "json":
+        console.print_json(
+            json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str)
+        )
+    elif output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(names)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table()
+        for name in names:
+            table.add_column(name)
+        for row in rows:
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+
+
+@app.command()
 def simulate(
     config: Annotated[Path, typer.Option("--config", help="Simulator models YAML.")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

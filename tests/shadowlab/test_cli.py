@@ -149,3 +149,26 @@ def test_run_sink_stores_events_from_a_configured_broker(
         sink.send_signal(signal.SIGINT)
         out, _ = sink.communicate(timeout=30)
     assert f"'{requests}': 25" in out, out
+
+
+def test_sql_is_read_only_unless_asked_and_formats_json_and_csv(tmp_path: Path) -> None:
+    import json
+
+    data = {"SHADOWLAB_DATA_DIR": str(tmp_path / "d")}
+    assert _run(["db", "migrate"], tmp_path, **data).returncode == 0
+    insert = (
+        "INSERT INTO feedback (feedback_id, request_id, event_time, route, csat, "
+        "schema_version) VALUES ('f1', 'r1', now64(6), 'faq', 4, 1)"
+    )
+    refused = _run(["sql", insert], tmp_path, **data)
+    assert refused.returncode == 3
+    assert "readonly" in refused.stderr
+    assert _run(["sql", insert, "--write"], tmp_path, **data).returncode == 0
+    query = "SELECT route, csat FROM feedback FINAL"
+    as_json = _run(["sql", query, "--format", "json"], tmp_path, **data)
+    assert json.loads(as_json.stdout) == [{"route": "faq", "csat": 4}]
+    as_csv = _run(["sql", query, "--format", "csv"], tmp_path, **data)
+    assert as_csv.stdout.splitlines() == ["route,csat", "faq,4"]
+    bad = _run(["sql", "SELEC 1"], tmp_path, **data)
+    assert bad.returncode == 3
+    assert "query failed" in bad.stderr
