@@ -12,7 +12,8 @@ result, while merges remove it from disk in the background.
 We chose this over insert deduplication tokens because a token de-duplicates a whole
 *block*: after a crash the sink re-reads from the last committed offset and may cut its
 batches differently, so the same event would arrive in a block with another token. The
-natural key holds whatever the batching.
+natural key holds whatever the batching. For analysts, ``<table>_latest`` views (migration 2)
+read ``FINAL`` for them, so a plain ``SELECT … FROM requests_latest`` never sees a duplicate.
 
 The sorting key starts ``(route, event_time, …)``: gate queries filter one route over an
 event-time window. Tables are partitioned by day of event time.
@@ -52,6 +53,17 @@ class Migration:
     name: str
     statements: tuple[str, ...]
 
+
+_EVENT_TABLES = (
+    "requests",
+    "shadow_results",
+    "comparisons",
+    "judgements",
+    "feedback",
+    "routing_flags",
+    "gate_decisions",
+    "alerts",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -207,6 +219,15 @@ ORDER BY (route, decided_at, decision_id)""",
             + """
 PARTITION BY toDate(event_time)
 ORDER BY (route, event_time, alert_id)""",
+        ),
+    ),
+    Migration(
+        2,
+        "de-duplicating views",
+        tuple(
+            f"CREATE VIEW IF NOT EXISTS {{db}}.{table}_latest AS "  # noqa: S608 - fixed names
+            f"SELECT * FROM {{db}}.{table} FINAL"
+            for table in _EVENT_TABLES
         ),
     ),
 )

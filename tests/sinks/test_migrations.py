@@ -96,3 +96,14 @@ def test_failed_migration_names_itself_and_is_not_recorded(clickhouse: Client, c
     with pytest.raises(MigrationError, match=r"migration 999 \(broken on purpose\) failed"):
         apply_migrations(clickhouse, ch_db, (*MIGRATIONS, broken))
     assert 999 not in applied_versions(clickhouse, ch_db)
+
+
+def test_latest_views_hide_duplicates(clickhouse: Client, ch_db: str) -> None:
+    events = [sample_request(request_id=f"v{i}") for i in range(10)]
+    insert_events(clickhouse, ch_db, events)
+    insert_events(clickhouse, ch_db, events[:4])
+    raw = clickhouse.query(f"SELECT count() FROM {ch_db}.requests").result_rows[0][0]
+    latest = clickhouse.query(f"SELECT count() FROM {ch_db}.requests_latest").result_rows[0][0]
+    assert (raw, latest) == (14, 10)
+    for spec in TABLES.values():  # every event table has its view
+        clickhouse.query(f"SELECT count() FROM {ch_db}.{spec.table}_latest")
