@@ -9,11 +9,12 @@ A processor test is then a few lines::
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -56,6 +57,37 @@ def sample_request(**overrides: Any) -> RequestEvent:
     }
     data.update(overrides)
     return RequestEvent.parse(data)
+
+
+class Role(Protocol):
+    """A stream role: ``run()`` loops in the calling thread until ``stop()``."""
+
+    counters: object
+
+    def run(self) -> None:
+        """Loop until stopped."""
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+
+
+def run_until(role: Role, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Run ``role`` in a thread until ``done()``; then stop it and wait for its last batch.
+
+    Raises:
+        TimeoutError: ``done()`` stayed false (the message shows the role's counters).
+    """
+    thread = threading.Thread(target=role.run, name="role-under-test")
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:g} s: {role.counters}")
+            time.sleep(0.05)
+    finally:
+        role.stop()
+        thread.join(30)
 
 
 def wait_for_http(url: str, timeout_s: float = 20.0) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from processors.shadow import ShadowRole
 from schemas import ShadowResult
 from shadowlab.settings import Settings, load_settings
 from shadowlab.simulator import Simulator, SimulatorConfig
-from shadowlab.testing import produce, read_events, sample_request
+from shadowlab.testing import produce, read_events, run_until, sample_request
 
 MESSAGES = [
     {"role": "system", "content": "The warranty lasts two years. Returns are free."},
@@ -68,20 +66,6 @@ def _settings(
     )
 
 
-def _run_until(role: ShadowRole, done: Callable[[], bool], timeout_s: float = 60) -> None:
-    thread = threading.Thread(target=role.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert time.monotonic() < deadline, f"timed out: {role.counters}"
-            time.sleep(0.05)
-        time.sleep(0.3)  # let the batch commit
-    finally:
-        role.stop()
-        thread.join(30)
-
-
 def _requests(n: int, **changes: Any) -> list[Any]:
     return [
         sample_request(request_id=f"r{i}", request={"messages": MESSAGES}, **changes)
@@ -101,7 +85,7 @@ def test_n_requests_give_n_times_candidates_results(
     )
     produce(kafka, requests, _requests(30), key_field="request_id")
     role = ShadowRole(settings, kafka)
-    _run_until(role, lambda: role.counters.results >= 60)
+    run_until(role, lambda: role.counters.results >= 60)
     results = read_events(kafka, shadow, ShadowResult, count=60)
     pairs = Counter((r.request_id, r.candidate) for r in results)
     assert set(pairs) == {(f"r{i}", m) for i in range(30) for m in ("gpt-4o", "ft-1")}
@@ -133,7 +117,7 @@ def test_errors_and_timeouts_are_results_with_their_type(
     )
     produce(kafka, requests, _requests(5), key_field="request_id")
     role = ShadowRole(settings, kafka)
-    _run_until(role, lambda: role.counters.results >= 10)
+    run_until(role, lambda: role.counters.results >= 10)
     results = read_events(kafka, shadow, ShadowResult, count=10)
     broken = [r for r in results if r.candidate == "broken"]
     stuck = [r for r in results if r.candidate == "stuck"]
@@ -162,7 +146,7 @@ def test_budget_is_respected_and_skips_are_counted(
     )
     produce(kafka, requests, _requests(20), key_field="request_id")
     role = ShadowRole(settings, kafka)
-    _run_until(role, lambda: role.counters.consumed >= 20 and role.counters.in_flight == 0)
+    run_until(role, lambda: role.counters.consumed >= 20 and role.counters.in_flight == 0)
     spent = role.counters.spend_usd["gpt-4o"]
     assert role.counters.results < 20
     assert role.counters.skipped["budget_usd"] == 20 - role.counters.results
@@ -181,7 +165,7 @@ def test_non_replayable_requests_are_never_sent(
     produce(kafka, requests, [private, *_requests(3)], key_field="request_id")
     served_before = simulator.requests_served
     role = ShadowRole(settings, kafka)
-    _run_until(role, lambda: role.counters.results >= 3)
+    run_until(role, lambda: role.counters.results >= 3)
     assert role.counters.skipped["not_replayable"] == 1
     assert simulator.requests_served - served_before == 3
     results = read_events(kafka, shadow, ShadowResult, count=3)
@@ -207,7 +191,7 @@ def test_malformed_requests_go_to_the_dead_letter_topic(
     producer.flush(10)
     produce(kafka, requests, _requests(2), key_field="request_id")
     role = ShadowRole(settings, kafka)
-    _run_until(role, lambda: role.counters.results >= 2)
+    run_until(role, lambda: role.counters.results >= 2)
     [dead] = read_messages(kafka, requests + ".dlq", count=1)
     assert dead.value() == b'{"request_id": 5}'
     headers = dict(dead.headers() or [])

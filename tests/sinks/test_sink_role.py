@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from confluent_kafka import Producer
 from shadowlab.exceptions import ClickHouseError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
-from shadowlab.testing import produce, read_messages, sample_request
+from shadowlab.testing import produce, read_messages, run_until, sample_request
 from sinks.clickhouse import TABLES, ClickHouseSink
 from sinks.migrations import apply_migrations
 from sinks.role import SinkRole, topic_types
@@ -43,19 +42,6 @@ def _settings(tmp_path: Path, **sink: Any) -> Settings:
     )
 
 
-def _run_until(role: SinkRole, done: Callable[[], bool], timeout_s: float = 60) -> None:
-    thread = threading.Thread(target=role.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            assert time.monotonic() < deadline, f"timed out: {role.counters}"
-            time.sleep(0.05)
-    finally:
-        role.stop()
-        thread.join(30)
-
-
 def _count(client: Client, db: str, table: str) -> int:
     return int(client.query(f"SELECT count() FROM {db}.{table} FINAL").result_rows[0][0])
 
@@ -75,14 +61,14 @@ def test_every_topic_lands_in_its_table_exactly_once_even_when_redelivered(
     produce(kafka, names["RequestEvent"], [sample_request(request_id=f"x{i}") for i in range(93)])
     expected["requests"] = 100
     role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
-    _run_until(role, lambda: sum(role.counters.written.values()) >= 149)
+    run_until(role, lambda: sum(role.counters.written.values()) >= 149)
     counts = {table: _count(clickhouse, ch_db, table) for table in expected}
     assert counts == expected
     # redelivery: a new group reads everything again; query results do not change
     again = SinkRole(
         _settings_with_group(settings, "again"), kafka, ClickHouseSink(clickhouse, ch_db)
     )
-    _run_until(again, lambda: sum(again.counters.written.values()) >= 149)
+    run_until(again, lambda: sum(again.counters.written.values()) >= 149)
     assert {table: _count(clickhouse, ch_db, table) for table in expected} == expected
     raw = clickhouse.query(f"SELECT count() FROM {ch_db}.requests").result_rows[0][0]
     assert raw >= 100  # the duplicates are there on disk, and hidden
@@ -114,7 +100,7 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_the_rest_is_stored(
     producer.flush(10)
     produce(kafka, topic, [sample_request(request_id=f"ok{i}") for i in range(5)])
     role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
-    _run_until(role, lambda: role.counters.written.get(topic, 0) >= 5)
+    run_until(role, lambda: role.counters.written.get(topic, 0) >= 5)
     dead = read_messages(kafka, topic + ".dlq", count=2)
     reasons = {m.key(): dict(m.headers() or [])[("error")] for m in dead}
     assert b"invalid RequestEvent" in reasons[b"p1"]
