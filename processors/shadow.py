@@ -78,10 +78,7 @@ class _Candidate:
             return self.cost_sum / self.cost_n
         chars = sum(len(str(m.content or "")) for m in event.request.messages)
         output = event.request.max_tokens or 256
-        return (
-            chars / 4 * self.endpoint.price_input_per_1k
-            + output * self.endpoint.price_output_per_1k
-        ) / 1000
+        return self.endpoint.cost(chars / 4, output)
 
 
 class ShadowRole:
@@ -459,7 +456,7 @@ def _result(
     error_type: str | None,
 ) -> ShadowResult:
     prompt, completion = outcome["prompt_tokens"], outcome["completion_tokens"]
-    cost = (prompt * endpoint.price_input_per_1k + completion * endpoint.price_output_per_1k) / 1000
+    cost = endpoint.cost(prompt, completion)
     return ShadowResult.parse(
         {
             "request_id": event.request_id,

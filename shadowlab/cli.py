@@ -6,8 +6,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +23,9 @@ from shadowlab.cli_flags import flags_app
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 app = typer.Typer(
     name="shadowlab",
@@ -50,7 +55,30 @@ def current_settings() -> Settings:
     return load_settings(_state.config)
 
 
-_settings = current_settings
+@contextmanager
+def _clickhouse(settings: Settings, *, migrate: bool) -> Iterator[Client]:
+    """The configured ClickHouse client, closed on exit.
+
+    With ``migrate`` the migrations are applied first (and reported); without, the client's
+    default database is shadowlab's, so queries may name tables unqualified.
+    """
+    from sinks.clickhouse import open_client  # noqa: PLC0415 - keeps `--help` fast
+    from sinks.migrations import apply_migrations  # noqa: PLC0415
+
+    dsn = settings.clickhouse.dsn_value(settings.data_dir)
+    client = open_client(dsn, database=None if migrate else settings.clickhouse.database)
+    try:
+        if migrate:
+            applied = apply_migrations(client, settings.clickhouse.database)
+            target = settings.clickhouse.redacted_dsn(settings.data_dir)
+            console.print(
+                f"applied migrations {applied} to {target}"
+                if applied
+                else f"{target} is up to date"
+            )
+        yield client
+    finally:
+        client.close()
 
 
 @app.callback()
@@ -86,7 +114,7 @@ def broker(
 ) -> None:
     """Run the embedded Kafka broker (Tansu, memory storage) in the foreground."""
     stop_on_sigterm()
-    settings = _settings()
+    settings = current_settings()
     with EmbeddedBroker(port=port, log_path=settings.data_dir / "logs" / "broker.log") as b:
         if create_topics:
             ensure_topics(
@@ -109,7 +137,7 @@ def smoke() -> None:
     from shadowlab.smoke import run_smoke  # noqa: PLC0415 - keeps `--help` fast
     from shadowlab.stack import open_stack  # noqa: PLC0415
 
-    settings = _settings()
+    settings = current_settings()
     with console.status("starting the stack (Kafka, ClickHouse)…"), open_stack(settings) as stack:
         result = run_smoke(stack)
     table = Table(title=f"round trip of {result.request_id}")
@@ -127,7 +155,7 @@ def smoke() -> None:
 @app.command()
 def init() -> None:
     """Create the topics and apply the ClickHouse migrations on the configured services."""
-    settings = _settings()
+    settings = current_settings()
     created = ensure_topics(
         settings.kafka.librdkafka(),
         settings.topics.partitions_of(),
@@ -146,7 +174,7 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     stop_on_sigterm()
-    settings = _settings()
+    settings = current_settings()
     connection = settings.kafka.librdkafka()
     ensure_topics(
         connection,
@@ -182,13 +210,10 @@ def _run_shadow(settings: Settings, connection: dict[str, str]) -> None:
 
 
 def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
-    from sinks.clickhouse import ClickHouseSink, open_client  # noqa: PLC0415
-    from sinks.migrations import apply_migrations  # noqa: PLC0415
+    from sinks.clickhouse import ClickHouseSink  # noqa: PLC0415
     from sinks.role import SinkRole  # noqa: PLC0415
 
-    client = open_client(settings.clickhouse.dsn_value(settings.data_dir))
-    try:
-        apply_migrations(client, settings.clickhouse.database)
+    with _clickhouse(settings, migrate=True) as client:
         role = SinkRole(settings, connection, ClickHouseSink(client, settings.clickhouse.database))
         console.print(
             f"sink role: every event topic → {settings.clickhouse.redacted_dsn(settings.data_dir)}"
@@ -201,8 +226,6 @@ def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
         console.print(
             f"written: {role.counters.written}, dead-lettered: {role.counters.dead_lettered}"
         )
-    finally:
-        client.close()
 
 
 @app.command()
@@ -217,20 +240,13 @@ def sql(
     import csv  # noqa: PLC0415
     import io  # noqa: PLC0415
 
-    from sinks.clickhouse import open_client  # noqa: PLC0415
-
     if output not in ("table", "json", "csv"):
         raise ConfigError(f"unknown --format {output!r}; use table, json or csv")
-    settings = _settings()
-    client = open_client(
-        settings.clickhouse.dsn_value(settings.data_dir), database=settings.clickhouse.database
-    )
-    try:
-        result = client.query(query, settings=None if write else {"readonly": 1})
-    except Exception as exc:  # the server's message says what was wrong with the SQL
-        raise ConfigError(f"query failed: {str(exc).splitlines()[0][:500]}") from None
-    finally:
-        client.close()
+    with _clickhouse(current_settings(), migrate=False) as client:
+        try:
+            result = client.query(query, settings=None if write else {"readonly": 1})
+        except Exception as exc:  # the server's message says what was wrong with the SQL
+            raise ConfigError(f"query failed: {str(exc).splitlines()[0][:500]}") from None
     names, rows = list(result.column_names), result.result_rows
     if output == "json":
         console.print_json(
@@ -281,23 +297,12 @@ def schemas_export(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending ClickHouse migrations (a second run is a no-op)."""
-    _migrate(_settings())
+    _migrate(current_settings())
 
 
 def _migrate(settings: Settings) -> None:
-    from sinks.clickhouse import open_client  # noqa: PLC0415 - keeps `--help` fast
-    from sinks.migrations import apply_migrations  # noqa: PLC0415
-
-    client = open_client(settings.clickhouse.dsn_value(settings.data_dir))
-    try:
-        applied = apply_migrations(client, settings.clickhouse.database)
-    finally:
-        client.close()
-    target = settings.clickhouse.redacted_dsn(settings.data_dir)
-    if applied:
-        console.print(f"applied migrations {applied} to {target}")
-    else:
-        console.print(f"{target} is up to date")
+    with _clickhouse(settings, migrate=True):
+        pass
 
 
 def main() -> None:

@@ -184,6 +184,12 @@ class ModelEndpoint(_Section):
     price_output_per_1k: Annotated[float, Field(ge=0)] = 0.0
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
 
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """US dollars for a call with these token counts."""
+        return (
+            prompt_tokens * self.price_input_per_1k + completion_tokens * self.price_output_per_1k
+        ) / 1000
+
     def api_key(self) -> SecretStr | None:
         """Read the API key from the environment variable named by ``api_key_env``.
 

@@ -24,7 +24,6 @@ import random
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -257,7 +256,7 @@ class _Server:
         }
         await asyncio.sleep(outcome.ttft_s * scale)
         rest = (outcome.latency_s - outcome.ttft_s) * scale / max(1, len(words) - 1)
-        async for i, word in _enumerate(words):
+        for i, word in enumerate(words):
             if i:
                 await asyncio.sleep(rest)
             delta = {"content": word if i == 0 else f" {word}"}
@@ -273,11 +272,6 @@ class _Server:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-
-
-async def _enumerate(items: list[str]) -> AsyncIterator[tuple[int, str]]:
-    for pair in enumerate(items):
-        yield pair
 
 
 #: Request header carrying the event time of a (replayed) request, for drift profiles.
