@@ -5,9 +5,16 @@ The clock is passed in (seconds, monotonic), so every rule here is tested withou
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
+
+from schemas import RequestEvent
+from shadowlab.settings import CandidateConfig
+
+#: Rollout stages in which requests are replayed to candidates.
+REPLAY_STAGES = ("shadow", "canary")
 
 
 def sampled(request_id: str, candidate: str, rate: float) -> bool:
@@ -22,6 +29,37 @@ def sampled(request_id: str, candidate: str, rate: float) -> bool:
         return False
     digest = hashlib.blake2b(f"{candidate}\x1f{request_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def replay_candidates(
+    event: RequestEvent, candidates: list[CandidateConfig], stage: str | None
+) -> tuple[list[CandidateConfig], collections.Counter[str]]:
+    """The candidates ``event`` is meant to be replayed to, and why the others are not.
+
+    The deterministic part of the shadow role's plan (budgets come after it), shared with
+    the join, which expects a result from each of these candidates.
+
+    Args:
+        event: the production request.
+        candidates: the route's configured candidates.
+        stage: the route's rollout stage (``None`` when no flags are known: replay).
+    """
+    skipped: collections.Counter[str] = collections.Counter()
+    if not event.replayable:
+        skipped["not_replayable"] += len(candidates) or 1
+        return [], skipped
+    if stage is not None and stage not in REPLAY_STAGES:
+        skipped["stage"] += len(candidates)
+        return [], skipped
+    chosen = []
+    for candidate in candidates:
+        if candidate.model == event.model:
+            skipped["same_model"] += 1
+        elif not sampled(event.request_id, candidate.model, candidate.sample_rate):
+            skipped["sampled_out"] += 1
+        else:
+            chosen.append(candidate)
+    return chosen, skipped
 
 
 @dataclass

@@ -37,7 +37,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.budget import RecentPairs, SpendWindow, TokenBucket, sampled
+from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from shadowlab.kafka import consumer_config, producer_config
 from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
@@ -199,24 +199,17 @@ class ShadowRole:
 
     def _plan(self, event: RequestEvent) -> list[tuple[_Candidate, float]]:
         """Which candidates replay ``event`` now (each skip counted with its reason)."""
-        candidates = self._routes.get(event.route, [])
-        if not event.replayable:
-            self.counters.skipped["not_replayable"] += len(candidates) or 1
-            return []
+        candidates = {c.config.model: c for c in self._routes.get(event.route, [])}
         stage = self._stage_of(event.route) if self._stage_of else None
-        if stage is not None and stage not in ("shadow", "canary"):
-            self.counters.skipped["stage"] += len(candidates)
-            return []
+        wanted, skipped = replay_candidates(event, [c.config for c in candidates.values()], stage)
+        self.counters.skipped.update(skipped)
         now = time.monotonic()
         chosen: list[tuple[_Candidate, float]] = []
-        for candidate in candidates:
-            name = candidate.config.model
+        for config in wanted:
+            candidate = candidates[config.model]
+            name = config.model
             reason = None
-            if name == event.model:
-                reason = "same_model"
-            elif not sampled(event.request_id, name, candidate.config.sample_rate):
-                reason = "sampled_out"
-            elif (event.request_id, name) in self._paid:
+            if (event.request_id, name) in self._paid:
                 reason = "already_paid"
             elif candidate.spend is not None and not candidate.spend.allows(now):
                 reason = "budget_usd"

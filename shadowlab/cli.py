@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from shadowlab.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+    from shadowlab.testing import Role
 
 app = typer.Typer(
     name="shadowlab",
@@ -165,7 +168,28 @@ def init() -> None:
     _migrate(settings)
 
 
-ROLES = ("shadow", "sink")
+ROLES = ("shadow", "join", "sink")
+
+
+def serve(role: Role) -> None:
+    """Run ``role`` in the foreground; SIGTERM or Ctrl-C stops it after its current batch.
+
+    A second signal interrupts at once (what was not committed is read again on restart).
+    """
+
+    def graceful(signum: int, _frame: object) -> None:
+        err_console.print(f"{signal.Signals(signum).name}: finishing the current batch…")
+        role.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, graceful)
+    signal.signal(signal.SIGTERM, graceful)
+    try:
+        role.run()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @app.command()
@@ -173,7 +197,6 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     """Run one stream role against the configured Kafka (one container per role)."""
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    stop_on_sigterm()
     settings = current_settings()
     connection = settings.kafka.librdkafka()
     ensure_topics(
@@ -183,6 +206,8 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     )
     if role == "sink":
         _run_sink(settings, connection)
+    elif role == "join":
+        _run_join(settings, connection)
     else:
         _run_shadow(settings, connection)
 
@@ -202,9 +227,27 @@ def _run_shadow(settings: Settings, connection: dict[str, str]) -> None:
             f"candidate(s) on {len(settings.routes)} route(s); Ctrl-C stops"
         )
         try:
-            role.run()
-        except KeyboardInterrupt:
-            role.stop()
+            serve(role)
+        finally:
+            role.report()
+
+
+def _run_join(settings: Settings, connection: dict[str, str]) -> None:
+    from processors.join import JoinRole  # noqa: PLC0415 - faust is slow to import
+    from producers.flags_io import LiveRouter  # noqa: PLC0415
+
+    with LiveRouter(connection, settings.topics.flags) as flags:
+        role = JoinRole(
+            settings,
+            connection["bootstrap.servers"],
+            stage_of=lambda route: f.stage if (f := flags.flags(route)) else None,
+        )
+        console.print(
+            f"join role: {settings.topics.requests} ⋈ {settings.topics.shadow} → "
+            f"{settings.topics.comparisons} (window {settings.join.window_s:g} s); Ctrl-C stops"
+        )
+        try:
+            serve(role)
         finally:
             role.report()
 
@@ -219,10 +262,7 @@ def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
             f"sink role: every event topic → {settings.clickhouse.redacted_dsn(settings.data_dir)}"
             "; Ctrl-C stops"
         )
-        try:
-            role.run()
-        except KeyboardInterrupt:
-            role.stop()
+        serve(role)
         console.print(
             f"written: {role.counters.written}, dead-lettered: {role.counters.dead_lettered}"
         )

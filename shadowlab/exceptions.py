@@ -11,6 +11,7 @@
     │   └── BrokerStartError             the broker exited or never answered
     ├── ClickHouseError                  a ClickHouse operation failed
     │   └── MigrationError               a schema migration failed
+    ├── JoinFailedError                  the join stopped on an event it could not process
     └── RoutingError                     routing flags cannot serve or take a change
         ├── UnknownRouteError            no flags exist for the route (also a KeyError)
         ├── InvalidFlagsChangeError      a flags change was refused (bad weight, same model…)
@@ -71,6 +72,10 @@ class FlagsConflictError(RoutingError):
     """Another writer published a newer version of the route's flags first."""
 
 
+class JoinFailedError(ShadowlabError):
+    """The join role stopped on an event it could not process (nothing after it was acked)."""
+
+
 __all__ = [
     "BrokerBinaryNotFoundError",
     "BrokerStartError",
@@ -79,6 +84,7 @@ __all__ = [
     "EventValidationError",
     "FlagsConflictError",
     "InvalidFlagsChangeError",
+    "JoinFailedError",
     "MigrationError",
     "PortInUseError",
     "RoutingError",

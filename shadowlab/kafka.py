@@ -26,8 +26,12 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "enable.metrics.push": "false",
 }
 
-#: Producer settings: idempotent, durable, lz4-compressed, short linger.
+#: Producer settings: idempotent, durable, lz4-compressed, short linger. Keys are placed with
+#: the Java client's murmur2 hash, so a request and its shadow results (keyed by request_id)
+#: share a partition number with what faust (aiokafka) and Java/Go services produce: the
+#: join relies on that co-partitioning.
 PRODUCER_DEFAULTS: dict[str, str] = {
+    "partitioner": "murmur2_random",
     "enable.idempotence": "true",
     "acks": "all",
     "compression.type": "lz4",

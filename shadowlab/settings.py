@@ -257,6 +257,25 @@ class SinkSettings(_Section):
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0
 
 
+class JoinSettings(_Section):
+    """The join role (faust): requests ⋈ shadow results → comparisons."""
+
+    #: The faust app id, which is also its consumer group and the prefix of its changelog.
+    group_id: str = "shadowlab-join"
+    #: Wall-clock seconds a request waits for its candidates before they count as missing.
+    window_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    #: A result whose request has not arrived after this long is dropped as an orphan.
+    orphan_window_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
+    #: How long a finished request is remembered, so a redelivered event changes nothing.
+    retention_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
+    #: How often open requests are checked against the window.
+    tick_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    #: Messages per producer batch (faust's ``producer_max_batch_size``). Empty: 1 on the
+    #: embedded broker (its offset bug breaks table recovery otherwise), faust's default on
+    #: Apache Kafka.
+    producer_max_batch_size: Annotated[int, Field(ge=1)] | None = None
+
+
 class Settings(BaseSettings):
     """Every shadowlab setting. Build with :func:`load_settings` to honour ``--config``."""
 
@@ -279,6 +298,7 @@ class Settings(BaseSettings):
     routes: list[RouteConfig] = Field(default_factory=list)
     shadow: ShadowSettings = ShadowSettings()
     sink: SinkSettings = SinkSettings()
+    join: JoinSettings = JoinSettings()
 
     @classmethod
     def settings_customise_sources(

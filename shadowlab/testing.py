@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from schemas import Event, RequestEvent
+from schemas import Event, RequestEvent, ShadowResult
 from shadowlab.kafka import CONSUMER_DEFAULTS, producer_config
 
 E = TypeVar("E", bound=Event)
@@ -59,10 +59,34 @@ def sample_request(**overrides: Any) -> RequestEvent:
     return RequestEvent.parse(data)
 
 
+def sample_shadow(**overrides: Any) -> ShadowResult:
+    """Return a valid ShadowResult of ``gpt-4o`` for :func:`sample_request`'s route."""
+    now = dt.datetime.now(dt.UTC)
+    data: dict[str, Any] = {
+        "request_id": f"req-{uuid.uuid4().hex}",
+        "event_time": now,
+        "replayed_at": now,
+        "route": "support-answer",
+        "candidate": "gpt-4o",
+        "primary_model": "gpt-4",
+        "answer": "The warranty lasts two years.",
+        "latency_ms": 900.0,
+        "ttft_ms": 300.0,
+        "prompt_tokens": 57,
+        "completion_tokens": 11,
+        "cost_usd": 0.001,
+        "status": "ok",
+    }
+    data.update(overrides)
+    return ShadowResult.parse(data)
+
+
 class Role(Protocol):
     """A stream role: ``run()`` loops in the calling thread until ``stop()``."""
 
-    counters: object
+    @property
+    def counters(self) -> object:
+        """What the role did so far (shown when a test times out)."""
 
     def run(self) -> None:
         """Loop until stopped."""
@@ -76,18 +100,31 @@ def run_until(role: Role, done: Callable[[], bool], timeout_s: float = 60.0) -> 
 
     Raises:
         TimeoutError: ``done()`` stayed false (the message shows the role's counters).
+        Exception: whatever ``role.run`` raised, as soon as it raised.
     """
-    thread = threading.Thread(target=role.run, name="role-under-test")
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            role.run()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="role-under-test")
     thread.start()
     try:
         deadline = time.monotonic() + timeout_s
         while not done():
+            if failure:
+                raise failure[0]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout_s:g} s: {role.counters}")
             time.sleep(0.05)
     finally:
         role.stop()
         thread.join(30)
+    if failure:
+        raise failure[0]
 
 
 def wait_for_http(url: str, timeout_s: float = 20.0) -> None:

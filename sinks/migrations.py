@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 
 from shadowlab.exceptions import MigrationError
+from sinks.rollups import ROLLUP_STATEMENTS
 
 _MODEL_CALL_COLUMNS = """
     answer Nullable(String) CODEC(ZSTD(3)),
@@ -230,6 +231,7 @@ ORDER BY (route, event_time, alert_id)""",
             for table in _EVENT_TABLES
         ),
     ),
+    Migration(3, "per-minute rollups", ROLLUP_STATEMENTS),
 )
 
 

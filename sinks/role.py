@@ -32,6 +32,7 @@ from schemas import (
     ShadowResult,
 )
 from shadowlab.exceptions import ClickHouseError
+from shadowlab.gcpause import gc_paused
 from shadowlab.kafka import consumer_config, producer_config
 from shadowlab.settings import Settings, TopicSettings
 from sinks.base import Sink
@@ -112,25 +113,15 @@ class SinkRole:
 
     def _write(self, batch: list[Message], consumer: Consumer, dlq: Producer) -> None:
         """Decode ``batch`` once, then write it; retry (partitions paused) until stored."""
-        events: list[tuple[str, int, Event]] = []
-        for message in batch:
-            topic = message.topic() or ""
-            try:
-                events.append(
-                    (
-                        topic,
-                        message.partition() or 0,
-                        self._types[topic].from_json(message.value() or b""),
-                    )
-                )
-            except EventValidationError as exc:
-                self._dead_letter(dlq, message, str(exc))
+        with gc_paused():
+            events = self._decode(batch, dlq)
         delay = self.cfg.retry_base_s
         while True:
-            for topic, partition, event in events:
-                self.sink.add(topic, partition, event)
             try:
-                self.sink.flush()  # the sink's buffer is cleared even when this fails
+                with gc_paused():
+                    for topic, partition, event in events:
+                        self.sink.add(topic, partition, event)
+                    self.sink.flush()  # the sink's buffer is cleared even when this fails
                 if dlq.flush(30) > 0:
                     raise ClickHouseError("dead-letter deliveries are still pending")
             except ClickHouseError as exc:
@@ -144,6 +135,23 @@ class SinkRole:
             for topic, _partition, _event in events:
                 self.counters.written[topic] = self.counters.written.get(topic, 0) + 1
             return
+
+    def _decode(self, batch: list[Message], dlq: Producer) -> list[tuple[str, int, Event]]:
+        """The valid events of ``batch``; the others go to the dead-letter topic."""
+        events: list[tuple[str, int, Event]] = []
+        for message in batch:
+            topic = message.topic() or ""
+            try:
+                events.append(
+                    (
+                        topic,
+                        message.partition() or 0,
+                        self._types[topic].from_json(message.value() or b""),
+                    )
+                )
+            except EventValidationError as exc:
+                self._dead_letter(dlq, message, str(exc))
+        return events
 
     def _dead_letter(self, dlq: Producer, message: Message, reason: str) -> None:
         topic = message.topic() or ""

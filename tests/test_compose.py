@@ -124,3 +124,14 @@ def test_shadowlab_image_is_built_from_the_dockerfile(compose: dict[str, Any]) -
     for service in _shadowlab_services(compose).values():
         assert service["build"] == "."
         assert service["command"][0] in {"init", "run", "up", "db"}
+
+
+def test_every_role_has_a_service_and_every_service_a_known_command(
+    compose: dict[str, Any],
+) -> None:
+    from shadowlab.cli import ROLES
+
+    commands = [s["command"] for s in _shadowlab_services(compose).values()]
+    roles = [c[1] for c in commands if c[0] == "run"]
+    assert sorted(roles) == sorted(ROLES)
+    assert all(c[0] in ("run", "init", "up") for c in commands)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +32,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_db_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
     first = _run(["db", "migrate"], tmp_path, SHADOWLAB_DATA_DIR=str(tmp_path / "d"))
     assert first.returncode == 0, first.stderr
-    assert "applied migrations [1, 2]" in first.stdout
+    assert "applied migrations [1, 2, 3]" in first.stdout
     second = _run(["db", "migrate"], tmp_path, SHADOWLAB_DATA_DIR=str(tmp_path / "d"))
     assert second.returncode == 0, second.stderr
     assert "is up to date" in second.stdout
@@ -172,3 +173,58 @@ def test_sql_is_read_only_unless_asked_and_formats_json_and_csv(tmp_path: Path) 
     bad = _run(["sql", "SELEC 1"], tmp_path, **data)
     assert bad.returncode == 3
     assert "query failed" in bad.stderr
+
+
+def test_run_join_emits_comparisons_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, kafka: dict[str, str], topic_factory: Any
+) -> None:
+    import signal
+
+    import yaml
+
+    from schemas import Comparison
+    from shadowlab.testing import produce, read_events, sample_request, sample_shadow
+
+    requests, shadow, comparisons = (topic_factory(p, 4) for p in ("req", "shadow", "cmp"))
+    config = tmp_path / "shadowlab.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "kafka": {"bootstrap_servers": kafka["bootstrap.servers"]},
+                "topics": {
+                    "requests": requests,
+                    "shadow": shadow,
+                    "comparisons": comparisons,
+                    "flags": topic_factory("flags", 1),
+                },
+                "models": [{"name": n, "base_url": "http://sim"} for n in ("gpt-4", "gpt-4o")],
+                "routes": [
+                    {
+                        "name": "support-answer",
+                        "primary": "gpt-4",
+                        "candidates": [{"model": "gpt-4o"}],
+                    }
+                ],
+                "join": {"group_id": f"join-{tmp_path.name}"},
+            }
+        )
+    )
+    events = [sample_request(request_id=f"cli-{i}") for i in range(10)]
+    produce(kafka, requests, events, "request_id")
+    produce(kafka, shadow, [sample_shadow(request_id=e.request_id) for e in events], "request_id")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "shadowlab", "--config", str(config), "run", "join"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as join:
+        joined = read_events(kafka, comparisons, Comparison, count=10, timeout_s=60)
+        join.send_signal(signal.SIGTERM)
+        out, err = join.communicate(timeout=60)
+    assert {c.request_id for c in joined} == {e.request_id for e in events}
+    assert join.returncode == 0, err
+    assert "join role" in out

@@ -1,0 +1,188 @@
+"""The join role on real parts: Tansu, faust (aiokafka), confluent-kafka producers."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from processors.join import JoinRole
+from schemas import Comparison, RequestEvent, ShadowResult
+from shadowlab.broker import EmbeddedBroker
+from shadowlab.exceptions import JoinFailedError
+from shadowlab.kafka import ensure_topics
+from shadowlab.settings import Settings, load_settings
+from shadowlab.testing import (
+    produce,
+    read_events,
+    read_messages,
+    run_until,
+    sample_request,
+    sample_shadow,
+)
+
+
+def _settings(topic_factory: Callable[..., str], tmp_path: Path, **join: Any) -> Settings:
+    return load_settings(
+        None,
+        data_dir=tmp_path,
+        models=[{"name": n, "base_url": "http://sim"} for n in ("gpt-4", "gpt-4o", "ft-1")],
+        routes=[
+            {"name": "support-answer", "primary": "gpt-4", "candidates": [{"model": "gpt-4o"}]}
+        ],
+        topics={
+            "requests": topic_factory("req", 4),
+            "shadow": topic_factory("shadow", 4),
+            "comparisons": topic_factory("cmp", 4),
+        },
+        join={"group_id": f"join-{uuid.uuid4().hex[:8]}", "window_s": 2.0, **join},
+    )
+
+
+def _pairs(n: int, prefix: str) -> tuple[list[RequestEvent], list[ShadowResult]]:
+    requests = [sample_request(request_id=f"{prefix}-{i}") for i in range(n)]
+    results = [
+        sample_shadow(request_id=r.request_id, event_time=r.event_time, answer=f"answer {i}")
+        for i, r in enumerate(requests)
+    ]
+    return requests, results
+
+
+def _role(settings: Settings, broker: EmbeddedBroker, cls: type[JoinRole] = JoinRole) -> JoinRole:
+    return cls(settings, broker.bootstrap_servers, embedded=True)
+
+
+def test_out_of_order_results_join_and_absent_ones_are_missing(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings = _settings(topic_factory, tmp_path)
+    topics = settings.topics
+    requests, results = _pairs(60, "ooo")
+    produce(kafka, topics.shadow, results[:30], "request_id")  # these arrive first
+    produce(kafka, topics.requests, requests, "request_id")
+    produce(kafka, topics.shadow, results[30:50], "request_id")  # the last 10 never arrive
+    role = _role(settings, broker)
+    run_until(role, lambda: sum(role.counters.comparisons.values()) >= 60, timeout_s=60)
+
+    comparisons = read_events(kafka, topics.comparisons, Comparison, count=60)
+    by_id = {c.request_id: c for c in comparisons}
+    assert len(comparisons) == len(by_id) == 60
+    assert {r.request_id for r in requests} == set(by_id)
+    assert Counter(c.status for c in comparisons) == {"joined": 50, "missing": 10}
+    assert all(by_id[r.request_id].status == "missing" for r in requests[50:])
+    joined = by_id["ooo-3"]
+    assert (joined.primary_model, joined.candidate_model) == ("gpt-4", "gpt-4o")
+    assert joined.event_time == requests[3].event_time
+    assert joined.similarity is not None
+    assert role.counters.outcomes["held"] >= 30  # the first 30, and any overtaken by results
+
+
+def test_malformed_events_go_to_the_dead_letter_topic(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings = _settings(topic_factory, tmp_path)
+    topics = settings.topics
+    dlq = topics.requests + topics.dlq_suffix
+    ensure_topics(kafka, {dlq: 1})
+    producer = Producer(kafka)
+    producer.produce(topics.requests, key=b"bad-1", value=b'{"request_id": 5}')
+    producer.flush(10)
+    requests, results = _pairs(5, "dlq")
+    produce(kafka, topics.requests, requests, "request_id")
+    produce(kafka, topics.shadow, results, "request_id")
+    role = _role(settings, broker)
+    run_until(role, lambda: role.counters.comparisons["joined"] >= 5, timeout_s=60)
+
+    (poison,) = read_messages(kafka, dlq, 1)
+    assert poison.value() == b'{"request_id": 5}'
+    headers = dict(poison.headers() or [])
+    assert b"request_id" in headers["error"]
+    assert headers["role"] == b"join"
+    assert role.counters.malformed == 1
+
+
+class _FailingJoin(JoinRole):
+    """Fails to hand its 8th comparison to the producer (a broken output path)."""
+
+    sent = 0
+
+    async def send(self, topic: Any, comparison: Comparison) -> None:
+        self.sent += 1
+        if self.sent == 8:
+            raise RuntimeError("output topic unavailable")
+        await super().send(topic, comparison)
+
+
+def test_a_failure_acks_nothing_that_was_not_processed(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings = _settings(topic_factory, tmp_path)
+    topics = settings.topics
+    requests, results = _pairs(40, "fail")
+    produce(kafka, topics.requests, requests, "request_id")
+    produce(kafka, topics.shadow, results, "request_id")
+
+    failing = _role(settings, broker, _FailingJoin)
+    with pytest.raises(JoinFailedError, match="output topic unavailable"):
+        run_until(failing, lambda: False, timeout_s=60)
+    failed = failing.failed
+    assert failed is not None
+
+    group = Consumer({**kafka, "group.id": settings.join.group_id})
+    committed = {
+        (tp.topic, tp.partition): tp.offset
+        for tp in group.committed(
+            [TopicPartition(t, p) for t in (topics.requests, topics.shadow) for p in range(4)],
+            timeout=10,
+        )
+    }
+    group.close()
+    assert any(offset > 0 for offset in committed.values())  # what was processed is committed
+    assert committed[failed.topic, failed.partition] <= failed.offset  # the failed event is not
+
+    role = _role(settings, broker)  # the restarted role processes it and what came after
+    run_until(role, lambda: role.counters.comparisons["joined"] >= 1, timeout_s=60)
+    expected = {r.request_id for r in requests}
+    comparisons = read_events(kafka, topics.comparisons, Comparison, count=40, timeout_s=30)
+    seen = {c.request_id for c in comparisons if c.status == "joined"}
+    while seen != expected:  # duplicates are allowed (at-least-once); gaps are not
+        comparisons = read_events(
+            kafka, topics.comparisons, Comparison, count=len(comparisons) + 1, timeout_s=30
+        )
+        seen = {c.request_id for c in comparisons if c.status == "joined"}
+    assert seen == expected
+
+
+def test_held_results_survive_a_restart(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings = _settings(topic_factory, tmp_path, orphan_window_s=600)
+    topics = settings.topics
+    requests, results = _pairs(30, "restart")
+    produce(kafka, topics.shadow, results, "request_id")
+    first = _role(settings, broker)
+    run_until(first, lambda: first.counters.outcomes["held"] >= 30, timeout_s=60)
+
+    produce(kafka, topics.requests, requests, "request_id")
+    second = _role(settings, broker)  # rebuilds the held results from the table's changelog
+    run_until(second, lambda: second.counters.comparisons["joined"] >= 30, timeout_s=60)
+    comparisons = read_events(kafka, topics.comparisons, Comparison, count=30)
+    assert {c.request_id for c in comparisons} == {r.request_id for r in requests}
+    assert {c.status for c in comparisons} == {"joined"}
