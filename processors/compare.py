@@ -129,10 +129,11 @@ def compare(primary: PrimaryAnswer, shadow: ShadowResult) -> Comparison:
     that side's answer.
     """
     a, b = primary.answer, shadow.answer
-    both = a is not None and b is not None and primary.status == "ok" and shadow.status == "ok"
+    both_ok = primary.status == "ok" and shadow.status == "ok"
+    pair = (a, b) if both_ok and a is not None and b is not None else None
     ratio: float | None = None
-    if both and a is not None and b is not None:
-        ratio = len(b) / len(a) if a else (1.0 if not b else None)
+    if pair is not None:
+        ratio = len(pair[1]) / len(pair[0]) if pair[0] else (1.0 if not pair[1] else None)
     return Comparison(
         **_primary_fields(primary),  # type: ignore[arg-type]
         status="joined",
@@ -142,8 +143,8 @@ def compare(primary: PrimaryAnswer, shadow: ShadowResult) -> Comparison:
         candidate_ttft_ms=shadow.ttft_ms,
         candidate_tokens=shadow.prompt_tokens + shadow.completion_tokens,
         candidate_cost_usd=shadow.cost_usd,
-        exact_match=(a.strip() == b.strip()) if both and a is not None and b is not None else None,
-        similarity=token_f1(a, b) if both and a is not None and b is not None else None,
+        exact_match=pair[0].strip() == pair[1].strip() if pair is not None else None,
+        similarity=token_f1(*pair) if pair is not None else None,
         length_ratio=min(ratio, 1e6) if ratio is not None else None,
         primary_refusal=is_refusal(a) if a is not None else None,
         candidate_refusal=is_refusal(b) if b is not None else None,

@@ -31,7 +31,7 @@ import faust
 from mode.supervisors import CrashingSupervisor
 
 from processors.budget import replay_candidates
-from processors.pairing import Entry, Step, on_request, on_shadow, on_tick
+from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
 from shadowlab.exceptions import JoinFailedError
 from shadowlab.settings import CandidateConfig, JoinSettings, Settings
@@ -93,7 +93,6 @@ class JoinRole:
             r.name: list(r.candidates) for r in settings.routes
         }
         self._stop = threading.Event()
-        self.started = threading.Event()
 
     def stop(self) -> None:
         """Ask the role to stop (it commits what it processed) and return from :meth:`run`."""
@@ -117,7 +116,6 @@ class JoinRole:
     async def _run_async(self) -> None:
         app = self._app()
         await app.start()
-        self.started.set()
         last_report = time.monotonic()
         try:
             while not self._stop.is_set() and not app.should_stop:
@@ -280,4 +278,4 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
-__all__ = ["Entry", "FailedEvent", "JoinCounters", "JoinRole"]
+__all__ = ["FailedEvent", "JoinCounters", "JoinRole"]
