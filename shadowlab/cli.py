@@ -28,6 +28,8 @@ from shadowlab.settings import Settings, load_settings
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from processors.join import JoinRole
+    from processors.shadow import ShadowRole
     from shadowlab.testing import Role
 
 app = typer.Typer(
@@ -206,46 +208,39 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     )
     if role == "sink":
         _run_sink(settings, connection)
-    elif role == "join":
-        _run_join(settings, connection)
     else:
-        _run_shadow(settings, connection)
+        _run_staged(settings, connection, role)
 
 
-def _run_shadow(settings: Settings, connection: dict[str, str]) -> None:
-    from processors.shadow import ShadowRole  # noqa: PLC0415 - keeps `--help` fast
-    from producers.flags_io import LiveRouter  # noqa: PLC0415
+def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) -> None:
+    """Run the shadow or join role, following each route's stage from ``routing.flags``."""
+    from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
 
-    with LiveRouter(connection, settings.topics.flags) as flags:
-        role = ShadowRole(
-            settings,
-            connection,
-            stage_of=lambda route: f.stage if (f := flags.flags(route)) else None,
-        )
-        console.print(
-            f"shadow role: {sum(len(r.candidates) for r in settings.routes)} "
-            f"candidate(s) on {len(settings.routes)} route(s); Ctrl-C stops"
-        )
-        try:
-            serve(role)
-        finally:
-            role.report()
+    topics = settings.topics
+    with LiveRouter(connection, topics.flags) as flags:
 
+        def stage_of(route: str) -> str | None:
+            current = flags.flags(route)
+            return current.stage if current else None
 
-def _run_join(settings: Settings, connection: dict[str, str]) -> None:
-    from processors.join import JoinRole  # noqa: PLC0415 - faust is slow to import
-    from producers.flags_io import LiveRouter  # noqa: PLC0415
+        role: ShadowRole | JoinRole
+        if role_name == "join":
+            from processors.join import JoinRole  # noqa: PLC0415 - faust is slow to import
 
-    with LiveRouter(connection, settings.topics.flags) as flags:
-        role = JoinRole(
-            settings,
-            connection["bootstrap.servers"],
-            stage_of=lambda route: f.stage if (f := flags.flags(route)) else None,
-        )
-        console.print(
-            f"join role: {settings.topics.requests} ⋈ {settings.topics.shadow} → "
-            f"{settings.topics.comparisons} (window {settings.join.window_s:g} s); Ctrl-C stops"
-        )
+            role = JoinRole(settings, connection["bootstrap.servers"], stage_of=stage_of)
+            banner = (
+                f"join role: {topics.requests} ⋈ {topics.shadow} → {topics.comparisons} "
+                f"(window {settings.join.window_s:g} s)"
+            )
+        else:
+            from processors.shadow import ShadowRole  # noqa: PLC0415
+
+            role = ShadowRole(settings, connection, stage_of=stage_of)
+            banner = (
+                f"shadow role: {sum(len(r.candidates) for r in settings.routes)} "
+                f"candidate(s) on {len(settings.routes)} route(s)"
+            )
+        console.print(f"{banner}; Ctrl-C stops")
         try:
             serve(role)
         finally:
