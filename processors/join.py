@@ -198,10 +198,14 @@ class JoinRole:
 
         app.agent(source, name="join", supervisor_strategy=CrashingSupervisor)(join)
 
+        started = time.time()
+
         async def tick() -> None:
             now = time.time()
             for key, entry in list(table.items()):
-                step = on_tick(entry, now, cfg.window_s, cfg.orphan_window_s, cfg.retention_s)
+                step = on_tick(
+                    entry, now, cfg.window_s, cfg.orphan_window_s, cfg.retention_s, started
+                )
                 await apply(key, step)
                 if step.outcome == "orphan":
                     self.counters.outcomes["orphan"] += 1

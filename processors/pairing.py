@@ -87,13 +87,22 @@ def on_shadow(entry: Entry | None, result: ShadowResult, raw: str, now: float) -
 
 
 def on_tick(
-    entry: Entry, now: float, window_s: float, orphan_window_s: float, retention_s: float
+    entry: Entry,
+    now: float,
+    window_s: float,
+    orphan_window_s: float,
+    retention_s: float,
+    since: float = 0.0,
 ) -> Step:
-    """Time passed: emit ``missing`` for an open entry past its window; drop old entries."""
+    """Time passed: emit ``missing`` for an open entry past its window; drop old entries.
+
+    ``since`` is when the join (re)started: time the role was down does not count against
+    a window, so an entry restored after a restart gets its full window again.
+    """
     if "closed" in entry:
         expired = now - entry["closed"] >= retention_s
         return Step(None if expired else entry, outcome="closed")
-    age = now - entry["seen"]
+    age = now - max(entry["seen"], since)
     if "held" in entry:
         if age >= orphan_window_s:
             return Step(None, outcome="orphan")

@@ -174,3 +174,12 @@ def test_orphan_results_are_dropped_after_their_window() -> None:
     assert held.entry is not None
     assert on_tick(held.entry, 599.0, 60, 600, 600).entry == held.entry
     assert on_tick(held.entry, 600.0, 60, 600, 600).outcome == "orphan"
+
+
+def test_time_the_join_was_down_does_not_count_against_the_window() -> None:
+    step = on_request(None, sample_request(request_id="r1"), ["gpt-4o"], now=0.0)
+    assert step.entry is not None
+    restarted_at = 100.0  # restored from the changelog after 100 s down
+    assert on_tick(step.entry, 101.0, 60, 600, 600, since=restarted_at).comparisons == []
+    late = on_tick(step.entry, 160.0, 60, 600, 600, since=restarted_at)
+    assert [c.status for c in late.comparisons] == ["missing"]
