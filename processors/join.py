@@ -93,6 +93,8 @@ class JoinRole:
             r.name: list(r.candidates) for r in settings.routes
         }
         self._stop = threading.Event()
+        #: When this run began consuming; time before it does not count against a window.
+        self._since = time.time()
 
     def stop(self) -> None:
         """Ask the role to stop (it commits what it processed) and return from :meth:`run`."""
@@ -198,13 +200,11 @@ class JoinRole:
 
         app.agent(source, name="join", supervisor_strategy=CrashingSupervisor)(join)
 
-        started = time.time()
-
         async def tick() -> None:
             now = time.time()
             for key, entry in list(table.items()):
                 step = on_tick(
-                    entry, now, cfg.window_s, cfg.orphan_window_s, cfg.retention_s, started
+                    entry, now, cfg.window_s, cfg.orphan_window_s, cfg.retention_s, self._since
                 )
                 await apply(key, step)
                 if step.outcome == "orphan":
@@ -221,6 +221,8 @@ class JoinRole:
         apply: Callable[[str, Step], Any],
         app: faust.App,
     ) -> None:
+        if not self.counters.consumed:  # windows count from here: recovery and join are done
+            self._since = time.time()
         self.counters.consumed += 1
         topics = self.settings.topics
         raw: bytes = message.value or b""
