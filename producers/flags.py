@@ -112,7 +112,13 @@ def set_flags(
 
 
 def rollback(
-    current: RoutingFlags | None, *, route: str, actor: str, reason: str, now: dt.datetime
+    current: RoutingFlags | None,
+    *,
+    route: str,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+    event_time: dt.datetime | None = None,
 ) -> RoutingFlags:
     """Return the flags after a rollback: override = primary and canary weight 0, in one write.
 
@@ -124,7 +130,16 @@ def rollback(
     if not reason.strip():
         raise InvalidFlagsChangeError("a rollback needs a reason: add --reason TEXT")
     return _next(
-        flags, actor, reason, now, stage="rolled_back", override=flags.primary, canary_weight_bp=0
+        flags,
+        actor,
+        reason,
+        now,
+        stage="rolled_back",
+        override=flags.primary,
+        canary_weight_bp=0,
+        paused=False,
+        stage_since=event_time or flags.step_since,
+        step_since=event_time or flags.step_since,
     )
 
 
@@ -141,3 +156,140 @@ def clear_override(
     if flags.override is None:
         raise InvalidFlagsChangeError(f"route {route!r} has no override to clear")
     return _next(flags, actor, reason, now, override=None)
+
+
+def start_rollout(
+    current: RoutingFlags | None,
+    *,
+    route: str,
+    candidate: str,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+    primary: str | None = None,
+) -> RoutingFlags:
+    """Return the flags that begin a rollout of ``candidate``: stage ``offline``, weight 0.
+
+    Everyone keeps the primary; the controller moves the route on from here, through shadow
+    and canary, as gates pass. The canary gets a fresh salt.
+
+    Raises:
+        InvalidFlagsChangeError: the candidate is the primary, or no primary is known.
+    """
+    primary = primary or (current.primary if current is not None else None)
+    if primary is None:
+        raise InvalidFlagsChangeError(
+            f"route {route!r} has no flags yet: give the model it runs now with --primary"
+        )
+    if current is not None and current.stage in ("offline", "shadow", "canary"):
+        raise InvalidFlagsChangeError(
+            f"route {route!r} is already rolling out {current.canary!r} ({current.stage}); "
+            "roll it back or let it finish before starting another"
+        )
+    return set_flags(
+        current,
+        route=route,
+        primary=primary,
+        canary=candidate,
+        canary_weight_bp=0,
+        actor=actor,
+        reason=reason,
+        now=now,
+        shadow_candidates=[candidate],
+        stage="offline",
+    )
+
+
+def advance(
+    flags: RoutingFlags,
+    *,
+    stage: Stage,
+    weight: int,
+    event_time: dt.datetime,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+) -> RoutingFlags:
+    """Return ``flags`` moved to ``stage`` at canary weight ``weight`` (basis points).
+
+    ``event_time`` (the controller's watermark) starts the new step, and the new stage
+    when the stage changes.
+    """
+    new_stage = flags.stage != stage
+    return _next(
+        flags,
+        actor,
+        reason,
+        now,
+        stage=stage,
+        canary_weight_bp=weight,
+        stage_since=event_time if new_stage else flags.stage_since,
+        step_since=event_time,
+    )
+
+
+def promote(
+    current: RoutingFlags | None,
+    *,
+    route: str,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+    event_time: dt.datetime | None = None,
+) -> RoutingFlags:
+    """Return the flags after promotion: the canary becomes the primary, for everyone.
+
+    Raises:
+        UnknownRouteError: the route has no flags.
+        InvalidFlagsChangeError: the route is not in canary (promotion never skips shadow
+            or canary).
+    """
+    flags = _require(current, route)
+    if flags.stage != "canary" or flags.canary is None:
+        raise InvalidFlagsChangeError(
+            f"route {route!r} is in stage {flags.stage!r}: only a canary can be promoted "
+            "(a rollout goes offline → shadow → canary first)"
+        )
+    return _next(
+        flags,
+        actor,
+        reason,
+        now,
+        stage="promoted",
+        primary=flags.canary,
+        canary=None,
+        canary_weight_bp=0,
+        override=None,
+        paused=False,
+        shadow_candidates=[c for c in flags.shadow_candidates if c != flags.canary],
+        stage_since=event_time or flags.step_since,
+        step_since=event_time or flags.step_since,
+    )
+
+
+def set_paused(
+    current: RoutingFlags | None,
+    *,
+    route: str,
+    paused: bool,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+) -> RoutingFlags:
+    """Return the flags with the rollout paused (the controller takes no action) or resumed.
+
+    Raises:
+        UnknownRouteError: the route has no flags.
+        InvalidFlagsChangeError: no reason, nothing rolling out, or already in that state.
+    """
+    flags = _require(current, route)
+    verb = "pause" if paused else "resume"
+    if not reason.strip():
+        raise InvalidFlagsChangeError(f"a {verb} needs a reason: add --reason TEXT")
+    if flags.stage not in ("offline", "shadow", "canary"):
+        raise InvalidFlagsChangeError(
+            f"route {route!r} is {flags.stage}: there is no rollout to {verb}"
+        )
+    if flags.paused == paused:
+        raise InvalidFlagsChangeError(f"route {route!r} is already {verb}d")
+    return _next(flags, actor, reason, now, paused=paused)

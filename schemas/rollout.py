@@ -33,6 +33,12 @@ class RoutingFlags(Event):
     changed_at: Timestamp
     changed_by: Annotated[str, Field(min_length=1, max_length=200)]
     reason: ShortText = ""
+    #: A paused rollout is left alone by the controller (manual ``rollout pause``).
+    paused: bool = False
+    #: Event time the current stage began (set by the rollout controller).
+    stage_since: Timestamp | None = None
+    #: Event time the current canary weight step began (set by the rollout controller).
+    step_since: Timestamp | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

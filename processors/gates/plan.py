@@ -1,0 +1,189 @@
+"""What is gated, when, and how: the rollout plan in the settings, with the user's defaults.
+
+The user's promotion criteria, as gates:
+
+=================  =========  =======================================  ========  ======
+gate               stage      rule (``threshold``)                     window    min n
+=================  =========  =======================================  ========  ======
+accuracy           offline    candidate ≥ 0.95 × baseline (golden set) —         —
+p95_latency        shadow     p95 ratio candidate/primary ≤ 1.10       1 h       400
+error_rate         shadow     error rate difference ≤ +0.01            1 h       400
+preference         shadow     judge preference ≥ −0.2 (not required)   1 h       100
+faithfulness       canary     mean judge score ≥ 4.0 of 5              24 h      200
+p95_latency        canary     p95 ratio canary/primary ≤ 1.10          24 h      400
+error_rate         canary     error rate difference ≤ +0.01            24 h      400
+csat               canary     CSAT difference ≥ −0.15                  48 h      300
+=================  =========  =======================================  ========  ======
+
+"≤ baseline" and "≥ baseline" rules get a non-inferiority margin (the ``threshold`` of a
+difference gate): with no margin, an identical candidate could never *pass*, because an
+interval around a zero difference always reaches above zero. The margins above are what an
+identical candidate passes at 1 request per second within the windows (see README).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+GateStage = Literal["offline", "shadow", "canary"]
+Metric = Literal["accuracy", "p95_latency", "error_rate", "faithfulness", "csat", "preference"]
+Direction = Literal["at_most", "at_least"]
+
+#: How each metric is compared with its threshold.
+DIRECTION: dict[Metric, Direction] = {
+    "accuracy": "at_least",
+    "p95_latency": "at_most",
+    "error_rate": "at_most",
+    "faithfulness": "at_least",
+    "csat": "at_least",
+    "preference": "at_least",
+}
+
+#: What the value and the interval of each metric are, for people reading a decision.
+MEANING: dict[Metric, str] = {
+    "accuracy": "candidate accuracy / baseline accuracy (golden set)",
+    "p95_latency": "p95 latency ratio, candidate / baseline",
+    "error_rate": "error-rate difference, candidate − baseline",
+    "faithfulness": "mean faithfulness score of the candidate (1–5)",
+    "csat": "mean CSAT difference, candidate − baseline",
+    "preference": "judge preference, +1 candidate, 0 tie, −1 primary (mean)",
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GateSpec(_Frozen):
+    """One gate: a metric of one stage, its threshold, window and minimum sample."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    stage: GateStage
+    metric: Metric
+    threshold: float
+    #: Event-time span the gate must cover before it can promote (canary), and the span a
+    #: shadow gate looks at.
+    window_h: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    #: Below this many samples (per arm) the outcome is ``inconclusive``.
+    min_n: Annotated[int, Field(ge=1)] = 200
+    #: A required gate must ``pass`` to advance; any gate's ``fail`` rolls back.
+    required: bool = True
+    enabled: bool = True
+    #: The latency quantile of ``p95_latency`` gates.
+    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.95
+
+    @property
+    def direction(self) -> Direction:
+        """``at_most`` or ``at_least``: which side of the threshold passes."""
+        return DIRECTION[self.metric]
+
+    @property
+    def key(self) -> str:
+        """``stage.name``: unique within a plan."""
+        return f"{self.stage}.{self.name}"
+
+
+class GateOverride(_Frozen):
+    """A route's change to one default gate (every field optional)."""
+
+    threshold: float | None = None
+    window_h: Annotated[float, Field(gt=0, le=24 * 30)] | None = None
+    min_n: Annotated[int, Field(ge=1)] | None = None
+    required: bool | None = None
+    enabled: bool | None = None
+
+
+class CanaryStep(_Frozen):
+    """One canary weight and the least event time it is held before the next step."""
+
+    weight_pct: Annotated[float, Field(gt=0, le=100)]
+    min_duration_h: Annotated[float, Field(ge=0, le=24 * 30)] = 1.0
+
+
+DEFAULT_GATES: tuple[GateSpec, ...] = (
+    GateSpec(name="accuracy", stage="offline", metric="accuracy", threshold=0.95, min_n=1),
+    GateSpec(name="p95_latency", stage="shadow", metric="p95_latency", threshold=1.10,
+             window_h=1, min_n=400),
+    GateSpec(name="error_rate", stage="shadow", metric="error_rate", threshold=0.01,
+             window_h=1, min_n=400),
+    GateSpec(name="preference", stage="shadow", metric="preference", threshold=-0.2,
+             window_h=1, min_n=100, required=False),
+    GateSpec(name="faithfulness", stage="canary", metric="faithfulness", threshold=4.0,
+             window_h=24, min_n=200),
+    GateSpec(name="p95_latency", stage="canary", metric="p95_latency", threshold=1.10,
+             window_h=24, min_n=400),
+    GateSpec(name="error_rate", stage="canary", metric="error_rate", threshold=0.01,
+             window_h=24, min_n=400),
+    GateSpec(name="csat", stage="canary", metric="csat", threshold=-0.15, window_h=48,
+             min_n=300),
+)  # fmt: skip
+
+DEFAULT_STEPS: tuple[CanaryStep, ...] = (
+    CanaryStep(weight_pct=1, min_duration_h=1),
+    CanaryStep(weight_pct=5, min_duration_h=2),
+    CanaryStep(weight_pct=25, min_duration_h=3),
+    CanaryStep(weight_pct=50, min_duration_h=0),
+)
+
+
+class RolloutSettings(_Frozen):
+    """The rollout controller (``shadowlab run gates``) and the default plan of every route."""
+
+    #: Gates are evaluated at every multiple of this many seconds of event time.
+    tick_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    #: The watermark trails the newest stored request by this much, for late events.
+    lateness_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    #: Wall seconds between looks at ClickHouse for a newer watermark.
+    poll_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    #: Family-wise error rate of one rollout, split evenly (Bonferroni) over its gates.
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    #: The sample size each interval is tuned to be tightest at.
+    t_star: Annotated[float, Field(gt=0)] = 5000.0
+    shadow_min_duration_h: Annotated[float, Field(ge=0, le=24 * 30)] = 1.0
+    canary_steps: Annotated[tuple[CanaryStep, ...], Field(min_length=1)] = DEFAULT_STEPS
+    #: A stage or step held (inconclusive) longer than this raises one alert.
+    max_hold_h: Annotated[float, Field(gt=0, le=24 * 90)] = 96.0
+    gates: tuple[GateSpec, ...] = DEFAULT_GATES
+    #: Slack-compatible incoming webhook for alerts (a secret: it embeds a token).
+    webhook_url: SecretStr | None = None
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @model_validator(mode="after")
+    def _unique_gates(self) -> RolloutSettings:
+        keys = [g.key for g in self.gates]
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicated:
+            raise ValueError(f"gates must be unique per stage; duplicated: {duplicated}")
+        weights = [s.weight_pct for s in self.canary_steps]
+        if weights != sorted(set(weights)):
+            raise ValueError(f"canary_steps weights must strictly increase; got {weights}")
+        return self
+
+
+def route_gates(
+    rollout: RolloutSettings, overrides: dict[str, GateOverride] | None = None
+) -> tuple[GateSpec, ...]:
+    """The enabled gates of a route: the plan's gates with the route's overrides applied.
+
+    ``overrides`` is keyed by ``stage.name`` (e.g. ``canary.p95_latency``) or by a bare name,
+    which then applies to that gate in every stage.
+
+    Raises:
+        ValueError: an override names no gate of the plan.
+    """
+    overrides = overrides or {}
+    known = {g.key for g in rollout.gates} | {g.name for g in rollout.gates}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"gate overrides {unknown} name no gate; gates are: {sorted(known)}")
+    out = []
+    for gate in rollout.gates:
+        for key in (gate.name, gate.key):
+            change = overrides.get(key)
+            if change is not None:
+                gate = gate.model_copy(update=change.model_dump(exclude_none=True))  # noqa: PLW2901
+        if gate.enabled:
+            out.append(gate)
+    return tuple(out)

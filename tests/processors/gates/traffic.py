@@ -1,0 +1,126 @@
+"""Simulated production traffic for gate tests: routed by a real Router, produced to Kafka.
+
+Each chunk of event time is routed with the flags in force (so canary users follow the
+controller's weights), and emits what the other roles would: requests, paired comparisons
+(while a candidate is replayed), CSAT feedback and faithfulness judgements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
+from confluent_kafka import Producer
+
+from processors.gates.simulate import ModelProfile
+from producers.router import Router
+from schemas import Comparison, Event, FeedbackEvent, Judgement, RequestEvent
+from shadowlab.kafka import producer_config
+from shadowlab.settings import TopicSettings
+
+_REQUEST = {"messages": [{"role": "user", "content": "How long is the warranty?"}]}
+
+
+class TrafficDriver:
+    """Produces simulated traffic of one route, chunk by chunk of event time."""
+
+    def __init__(
+        self,
+        kafka: Mapping[str, str],
+        topics: TopicSettings,
+        router: Router,
+        route: str,
+        *,
+        rps: float,
+        primary: ModelProfile,
+        candidate: ModelProfile,
+        seed: int = 0,
+        feedback_rate: float = 0.3,
+        judge_rate: float = 0.3,
+    ) -> None:
+        self.topics, self.router, self.route, self.rps = topics, router, route, rps
+        self.profiles = {"primary": primary, "candidate": candidate}
+        self.feedback_rate, self.judge_rate = feedback_rate, judge_rate
+        self.rng = np.random.default_rng(seed)
+        self.counts: Counter[str] = Counter()
+        self._producer = Producer(producer_config(kafka, **{"linger.ms": "20"}))
+
+    def _send(self, topic: str, key: str, event: Event) -> None:
+        self._producer.produce(topic, key=key, value=event.to_json())
+        self.counts[type(event).__name__] += 1
+        if self.counts.total() % 2000 == 0:
+            self._producer.poll(0)
+
+    def _call(self, side: str) -> tuple[float, str]:
+        profile = self.profiles[side]
+        status = "error" if self.rng.random() < profile.error_rate else "ok"
+        latency = self.rng.lognormal(math.log(profile.latency_median_ms), profile.latency_sigma)
+        return round(float(latency), 3), status
+
+    def chunk(self, start: dt.datetime, seconds: float) -> None:
+        """Produce ``seconds`` of traffic starting at event time ``start``, then flush."""
+        n = round(self.rps * seconds)
+        for i in range(n):
+            self._request(start + dt.timedelta(seconds=i / self.rps))
+        if self._producer.flush(30) > 0:
+            raise TimeoutError("traffic was not delivered to Kafka")
+
+    def _request(self, event_time: dt.datetime) -> None:
+        user = f"user-{int(self.rng.integers(1_000_000))}"
+        assignment = self.router.choose(self.route, key=user)
+        flags = self.router.flags(self.route)
+        assert flags is not None
+        side = "candidate" if assignment.model == flags.canary else "primary"
+        latency, status = self._call(side)
+        request_id = uuid.uuid4().hex
+        request = RequestEvent.parse(
+            {
+                "request_id": request_id, "event_time": event_time, "route": self.route,
+                "user_key": user, "request": _REQUEST, "model": assignment.model,
+                "arm": assignment.arm, "flags_version": assignment.flags_version,
+                "latency_ms": latency, "status": status,
+                "error_type": None if status == "ok" else "APIError",
+            }
+        )  # fmt: skip
+        self._send(self.topics.requests, request_id, request)
+        if flags.stage in ("shadow", "canary") and flags.canary and side == "primary":
+            self._comparison(request, flags.canary)
+        if assignment.arm != "override":
+            self._feedback(request, side)
+
+    def _comparison(self, request: RequestEvent, candidate: str) -> None:
+        latency, status = self._call("candidate")
+        comparison = Comparison.parse(
+            {
+                "request_id": request.request_id, "event_time": request.event_time,
+                "route": self.route, "status": "joined", "primary_model": request.model,
+                "candidate_model": candidate, "primary_status": request.status,
+                "candidate_status": status, "primary_latency_ms": request.latency_ms,
+                "candidate_latency_ms": latency,
+            }
+        )  # fmt: skip
+        self._send(self.topics.comparisons, request.request_id, comparison)
+
+    def _feedback(self, request: RequestEvent, side: str) -> None:
+        profile = self.profiles[side]
+        common = {"request_id": request.request_id, "event_time": request.event_time,
+                  "route": self.route, "arm": request.arm}  # fmt: skip
+        if self.rng.random() < self.feedback_rate:
+            csat = int(self.rng.choice(5, p=profile.csat)) + 1
+            feedback = FeedbackEvent.parse(
+                {**common, "feedback_id": uuid.uuid4().hex, "model": request.model, "csat": csat}
+            )
+            self._send(self.topics.feedback, request.request_id, feedback)
+        if self.rng.random() < self.judge_rate:
+            score = float(np.clip(self.rng.normal(profile.faithfulness_mean, 0.6), 1, 5))
+            judgement = Judgement.parse(
+                {
+                    **common, "judgement_id": uuid.uuid4().hex, "kind": "faithfulness",
+                    "model": request.model, "judge_model": "judge", "score": round(score, 3),
+                }
+            )  # fmt: skip
+            self._send(self.topics.judgements, request.request_id, judgement)
