@@ -64,9 +64,8 @@ def test_a_regression_only_live_traffic_shows_is_caught_by_the_canary_p95_gate()
     ids=["error-rate", "csat", "faithfulness"],
 )
 def test_each_canary_gate_rolls_back_its_own_regression(candidate: ModelProfile, gate: str) -> None:
-    outcomes = list(
-        simulate_rollouts(
-            candidate, rollouts=40, plan=PLAN, gates=GATES, seed=5, shadow_candidate=ModelProfile()
-        )  # fmt: skip
+    runs = simulate_rollouts(
+        candidate, rollouts=40, plan=PLAN, gates=GATES, seed=5, shadow_candidate=ModelProfile()
     )
+    outcomes = list(runs)
     assert all(o.outcome == "rolled_back" and o.gates == (gate,) for o in outcomes)
