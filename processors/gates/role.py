@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Mapping
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import Error as ClickHouseDriverError
 from confluent_kafka import Producer
 
 from processors.gates.controller import (
@@ -42,6 +43,7 @@ from processors.gates.stats import split_alpha
 from producers.flags import advance
 from producers.flags_io import FlagsClient
 from schemas import Alert, GateDecision, RoutingFlags
+from shadowlab.exceptions import FlagsConflictError
 from shadowlab.kafka import producer_config
 from shadowlab.settings import Settings
 
@@ -59,6 +61,8 @@ class GatesCounters:
     actions: dict[str, int] = dataclasses.field(default_factory=dict)
     alerts: int = 0
     webhook_failures: int = 0
+    #: Polls that failed (ClickHouse unreachable, a concurrent flags change) and were retried.
+    failures: int = 0
     #: ``time.monotonic()`` when each kind of action was last decided (for latency checks).
     decided_at: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -120,11 +124,26 @@ class GatesRole:
                 while not self._stop.is_set():
                     for route, current in sorted(flags.all().items()):
                         if current.stage in ACTIVE_STAGES:
-                            self.poll_route(flags, route)
+                            self._poll_safely(flags, route)
                     self._producer.flush(10)
                     self._stop.wait(self.plan.poll_s)
         finally:
             self._producer.flush(10)
+
+    def _poll_safely(self, flags: FlagsClient, route: str) -> None:
+        """:meth:`poll_route`, retried at the next poll when ClickHouse or the flags fail.
+
+        A tick counts as done only once its flags change (if any) is in force, so nothing
+        is skipped: the same tick is evaluated again, with whatever flags are then in force.
+        """
+        try:
+            self.poll_route(flags, route)
+        except ClickHouseDriverError as exc:
+            self.counters.failures += 1
+            log.warning("gates of %s: ClickHouse failed (%s); retrying", route, exc)
+        except (FlagsConflictError, TimeoutError) as exc:
+            self.counters.failures += 1
+            log.warning("gates of %s: flags not written (%s); re-evaluating", route, exc)
 
     def poll_route(self, flags: FlagsClient, route: str) -> None:
         """Evaluate every tick of ``route`` up to its watermark."""
@@ -137,7 +156,8 @@ class GatesRole:
             return
         watermark = newest - dt.timedelta(seconds=self.plan.lateness_s)
         if route not in self._last:
-            self._last[route] = _resume_after(queries.last_tick(route), current, watermark)
+            start = watermark - dt.timedelta(seconds=self.plan.tick_s)  # the tick ≤ watermark
+            self._last[route] = _resume_after(queries.last_tick(route), current, start)
             self._sent[route] = queries.sent_alerts(route)
         for _ in range(MAX_TICKS_PER_POLL):
             tick = next_tick(self._last[route], self.plan.tick_s)
@@ -214,7 +234,7 @@ class GatesRole:
 
 
 def _resume_after(
-    recorded: dt.datetime | None, flags: RoutingFlags, watermark: dt.datetime
+    recorded: dt.datetime | None, flags: RoutingFlags, otherwise: dt.datetime
 ) -> dt.datetime:
     """Where a (re)started controller goes on: after the last tick it decided.
 
@@ -224,7 +244,7 @@ def _resume_after(
     the same decision id, so ClickHouse keeps one of the two identical decisions.
     """
     known = [t for t in (recorded, flags.step_since, flags.stage_since) if t is not None]
-    return max(known) if known else watermark
+    return max(known) if known else otherwise
 
 
 def _decision(

@@ -27,10 +27,11 @@ from producers.flags_io import FlagsClient, LiveRouter
 from schemas import Alert, GateDecision
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
-from shadowlab.testing import produce, read_events
+from shadowlab.testing import produce, read_events, sample_request
+from shadowlab.traffic import Lockstep, TrafficDriver
 from sinks.clickhouse import ClickHouseSink
+from sinks.migrations import apply_migrations
 from sinks.role import SinkRole
-from tests.processors.gates.traffic import TrafficDriver
 
 ROUTE = "support-answer"
 T0 = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
@@ -140,33 +141,6 @@ def _start(settings: Settings, kafka: dict[str, str], candidate: str = "gpt-4o")
     produce(kafka, settings.topics.decisions, [offline])
 
 
-class _Ticker:
-    """Replays traffic one tick at a time, each after the controller decided the one before."""
-
-    def __init__(
-        self, driver: TrafficDriver, role: Callable[[], GatesRole], router: LiveRouter
-    ) -> None:
-        self.driver, self.role, self.router, self.k = driver, role, router, 0
-
-    def _decided(self, tick: dt.datetime) -> bool:
-        final = _stage(self.router) in ("promoted", "rolled_back")
-        return final or (self.role().last_tick(ROUTE) or T0) >= tick
-
-    def step(self) -> None:
-        start = T0 + dt.timedelta(seconds=self.k * TICK_S)
-        self.k += 1
-        self.driver.chunk(start, TICK_S)
-        _wait(lambda: self._decided(start), 30,
-              what=lambda: f"a decision on tick {start}: {self.role().counters}")  # fmt: skip
-
-    def until(self, done: Callable[[], bool], *, ticks: int) -> None:
-        for _ in range(ticks):
-            self.step()
-            if done():
-                return
-        raise AssertionError(f"not done after {ticks} ticks: {self.role().counters}")
-
-
 def test_good_candidate_goes_through_every_stage_and_survives_a_restart(
     kafka: dict[str, str], clickhouse: Client, ch_db: str, tmp_path: Path
 ) -> None:
@@ -180,12 +154,12 @@ def test_good_candidate_goes_through_every_stage_and_survives_a_restart(
             same = ModelProfile()
             driver = TrafficDriver(kafka, settings.topics, router, ROUTE, rps=10,
                                    primary=same, candidate=same, seed=1)  # fmt: skip
-            ticker = _Ticker(driver, lambda: gates[-1].role, router)
-            ticker.until(lambda: _stage(router) == "canary", ticks=40)
+            ticker = Lockstep(driver, lambda: gates[-1].role, router, start=T0, tick_s=TICK_S)
+            ticker.until(lambda: _stage(router) == "canary", steps=40)
             first_run = gates[-1].role.counters.ticks
             gates[-1].close()  # the controller restarts in the middle of the canary
             gates.append(_Background(GatesRole(settings, kafka, clickhouse)))
-            ticker.until(lambda: _stage(router) in ("promoted", "rolled_back"), ticks=60)
+            ticker.until(lambda: _stage(router) in ("promoted", "rolled_back"), steps=60)
             final = router.flags(ROUTE)
     finally:
         gates[-1].close()
@@ -238,13 +212,13 @@ def test_a_failing_gate_rolls_back_within_two_seconds_and_a_pause_wins(
             broken = ModelProfile(error_rate=0.4)
             driver = TrafficDriver(kafka, settings.topics, router, ROUTE, rps=10,
                                    primary=ModelProfile(), candidate=broken, seed=2)  # fmt: skip
-            ticker = _Ticker(driver, lambda: gates.role, router)
-            ticker.until(lambda: _stage(router) == "shadow", ticks=5)
+            ticker = Lockstep(driver, lambda: gates.role, router, start=T0, tick_s=TICK_S)
+            ticker.until(lambda: _stage(router) == "shadow", steps=5)
             with FlagsClient(kafka, settings.topics.flags) as flags:
                 flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=True,
                                          actor="oncall", reason="investigating",
                                          now=dt.datetime.now(dt.UTC)))  # fmt: skip
-            ticker.until(lambda: gates.role.counters.alerts >= 1, ticks=20)
+            ticker.until(lambda: gates.role.counters.alerts >= 1, steps=20)
             for _ in range(3):  # more failing ticks while paused: no change, no new alert
                 ticker.step()
             paused = router.flags(ROUTE)
@@ -255,7 +229,7 @@ def test_a_failing_gate_rolls_back_within_two_seconds_and_a_pause_wins(
                 flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=False,
                                          actor="oncall", reason="let it decide",
                                          now=dt.datetime.now(dt.UTC)))  # fmt: skip
-            ticker.until(lambda: "rollback" in gates.role.counters.decided_at, ticks=3)
+            ticker.until(lambda: "rollback" in gates.role.counters.decided_at, steps=3)
             decided = gates.role.counters.decided_at["rollback"]
             _wait(lambda: _override(router) is not None, 5, poll_s=0.001)
             latency = time.monotonic() - decided
@@ -295,3 +269,28 @@ def _stage(router: LiveRouter) -> str | None:
 def _override(router: LiveRouter) -> str | None:
     flags = router.flags(ROUTE)
     return flags.override if flags else None
+
+
+def test_clickhouse_failures_are_retried_without_losing_a_tick(
+    kafka: dict[str, str], clickhouse: Client, tmp_path: Path
+) -> None:
+    database = f"t_{uuid.uuid4().hex[:12]}"  # not migrated yet: every query fails
+    settings = _settings(tmp_path, database)
+    _start(settings, kafka)
+    role = GatesRole(settings, kafka, clickhouse)
+    gates = _Background(role)
+    try:
+        _wait(lambda: role.counters.failures >= 3, 30)
+        assert gates.thread.is_alive()
+        apply_migrations(clickhouse, database)
+        later = T0 + dt.timedelta(minutes=10)  # primary traffic: the controller's clock
+        produce(kafka, settings.topics.requests, [sample_request(route=ROUTE, event_time=later)])
+        sink = _Background(SinkRole(settings, kafka, ClickHouseSink(clickhouse, database)))
+        try:
+            _wait(lambda: role.counters.ticks >= 1, 30)  # the offline tick, once it can query
+        finally:
+            sink.close()
+    finally:
+        gates.close()
+        clickhouse.command(f"DROP DATABASE IF EXISTS {database}")
+    assert role.counters.actions == {"advance": 1}

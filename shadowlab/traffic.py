@@ -1,4 +1,4 @@
-"""Simulated production traffic for gate tests: routed by a real Router, produced to Kafka.
+"""Simulated production traffic: routed by a real Router, produced to Kafka, in event time.
 
 Each chunk of event time is routed with the flags in force (so canary users follow the
 controller's weights), and emits what the other roles would: requests, paired comparisons
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from confluent_kafka import Producer
@@ -19,8 +21,12 @@ from confluent_kafka import Producer
 from processors.gates.simulate import ModelProfile
 from producers.router import Router
 from schemas import Comparison, Event, FeedbackEvent, Judgement, RequestEvent
+from shadowlab.exceptions import UnknownRouteError
 from shadowlab.kafka import producer_config
 from shadowlab.settings import TopicSettings
+
+if TYPE_CHECKING:
+    from processors.gates.role import GatesRole
 
 _REQUEST = {"messages": [{"role": "user", "content": "How long is the warranty?"}]}
 
@@ -73,7 +79,8 @@ class TrafficDriver:
         user = f"user-{int(self.rng.integers(1_000_000))}"
         assignment = self.router.choose(self.route, key=user)
         flags = self.router.flags(self.route)
-        assert flags is not None
+        if flags is None:
+            raise UnknownRouteError(f"route {self.route!r} has no flags")
         side = "candidate" if assignment.model == flags.canary else "primary"
         latency, status = self._call(side)
         request_id = uuid.uuid4().hex
@@ -124,3 +131,75 @@ class TrafficDriver:
                 }
             )  # fmt: skip
             self._send(self.topics.judgements, request.request_id, judgement)
+
+
+class Lockstep:
+    """Replays traffic one tick at a time, each after the controller decided the one before.
+
+    So the Router routes every chunk with the flags the controller set on the previous tick,
+    as live traffic would be, however fast the replay runs.
+
+    Args:
+        driver: the traffic.
+        controller: returns the running gates role (it may be replaced, e.g. restarted).
+        router: the Router the driver routes with (to see the rollout end).
+        start: event time of the first tick.
+        tick_s: seconds of event time per step (the controller's tick).
+    """
+
+    def __init__(
+        self,
+        driver: TrafficDriver,
+        controller: Callable[[], GatesRole],
+        router: Router,
+        *,
+        start: dt.datetime,
+        tick_s: float,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.driver, self.controller, self.router = driver, controller, router
+        self.start, self.tick_s, self.timeout_s = start, tick_s, timeout_s
+        self.steps = 0
+
+    @property
+    def now(self) -> dt.datetime:
+        """Event time replayed so far."""
+        return self.start + dt.timedelta(seconds=self.steps * self.tick_s)
+
+    def finished(self) -> bool:
+        """Whether the rollout is promoted or rolled back."""
+        flags = self.router.flags(self.driver.route)
+        return flags is not None and flags.stage in ("promoted", "rolled_back")
+
+    def step(self) -> None:
+        """Replay one tick of traffic and wait until the controller decided its start.
+
+        Raises:
+            TimeoutError: the controller did not decide in ``timeout_s``.
+        """
+        begin = self.now
+        self.steps += 1
+        self.driver.chunk(begin, self.tick_s)
+        deadline = time.monotonic() + self.timeout_s
+        while not self.finished():
+            last = self.controller().last_tick(self.driver.route)
+            if last is not None and last >= begin:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no decision on tick {begin} in {self.timeout_s:g} s: "
+                    f"{self.controller().counters}"
+                )
+            time.sleep(0.01)
+
+    def until(self, done: Callable[[], bool], *, steps: int) -> None:
+        """Step until ``done()`` (checked after each step).
+
+        Raises:
+            TimeoutError: not done after ``steps`` steps.
+        """
+        for _ in range(steps):
+            self.step()
+            if done():
+                return
+        raise TimeoutError(f"not done after {steps} steps: {self.controller().counters}")
