@@ -6,23 +6,33 @@ every 5-minute tick. Prints, per scenario, how rollouts ended, when, and which g
 and the goals of issue 6: A/A false-fail rate ≤ 5 % and ≥ 80 % promoted within 72 h; a 30 %
 slower candidate rolled back before its 24 h canary window ends in ≥ 90 %.
 
+Baseline, in the same run: the same controller, gates, minimum samples and margins, but
+deciding on the metric's current value against the threshold, as the analysis steps of Argo
+Rollouts and Flagger do, re-checked on every tick: its A/A false-fail rate is what the
+intervals prevent.
+
     python bench/decisions.py [--rollouts 200] [--tick-s 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from processors.gates import evaluate
 from processors.gates.plan import RolloutSettings, route_gates
 from processors.gates.simulate import ModelProfile, RolloutOutcome, simulate_rollouts, slower
+from processors.gates.stats import Interval
 
 SAME = ModelProfile()
 SCENARIOS: dict[str, tuple[ModelProfile, ModelProfile | None]] = {
@@ -33,6 +43,33 @@ SCENARIOS: dict[str, tuple[ModelProfile, ModelProfile | None]] = {
     "CSAT 3.75 → 3.35, live only": (replace(SAME, csat=(0.1, 0.15, 0.25, 0.3, 0.2)), SAME),
     "faithfulness 4.5 → 3.6, live only": (replace(SAME, faithfulness_mean=3.6), SAME),
 }
+
+
+def point_mean(n: int, total: float, total_sq: float, alpha: float, *,
+               value_range: tuple[float, float], t_star: float = 0) -> Interval:  # fmt: skip
+    return Interval(total / n, total / n) if n else Interval(*value_range)
+
+
+def point_rate(n: int, k: int, alpha: float, *, t_star: float = 0) -> Interval:
+    return Interval(k / n, k / n) if n else Interval(0.0, 1.0)
+
+
+def point_ranks(n: int, q: float, alpha: float, *, t_star: float = 0) -> tuple[int, int]:
+    rank = max(1, math.ceil(q * n))
+    return rank, rank
+
+
+@contextmanager
+def point_estimates() -> Iterator[None]:
+    """The baseline: the metric's current value against the threshold, no interval."""
+    saved = (evaluate.mean_cs, evaluate.proportion_cs, evaluate.quantile_rank_bounds)
+    evaluate.mean_cs, evaluate.proportion_cs, evaluate.quantile_rank_bounds = (  # type: ignore[assignment]
+        point_mean, point_rate, point_ranks,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        evaluate.mean_cs, evaluate.proportion_cs, evaluate.quantile_rank_bounds = saved
 
 
 def in_time(o: RolloutOutcome) -> bool:
@@ -77,6 +114,10 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
+    with point_estimates():
+        naive = list(simulate_rollouts(SAME, rollouts=args.rollouts, plan=plan, gates=gates,
+                                       seed=1000))  # fmt: skip
+    naive_fail = sum(o.outcome == "rolled_back" for o in naive) / len(naive)
     aa = results["A/A (identical candidate)"]
     slow = results["p95 30% worse"]
     false_fail = sum(o.outcome == "rolled_back" for o in aa) / len(aa)
@@ -86,6 +127,11 @@ def main() -> None:
         f"A/A false-fail rate {false_fail:.1%} (goal ≤ 5%), promoted within 72 h {promoted:.1%} "
         f"(goal ≥ 80%); 30%-slower rolled back in time {caught:.1%} (goal ≥ 90%); "
         f"{time.perf_counter() - started:.0f} s"
+    )
+    console.print(
+        f"baseline, point values against the thresholds every tick: A/A false-fail rate "
+        f"{naive_fail:.1%}, by "
+        f"{Counter(g for o in naive if o.outcome == 'rolled_back' for g in o.gates).most_common(3)}"
     )
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from producers.flags_io import FlagsClient
 from schemas import Alert
 from shadowlab.testing import read_events
 
@@ -94,3 +97,39 @@ def test_gates_status_shows_each_gates_latest_decision(env: dict[str, str]) -> N
     missing = shadowlab(env, "gates", "status", "billing")
     assert missing.returncode == 3
     assert "no gate decisions for route 'billing'" in missing.stderr
+
+
+def test_run_gates_advances_a_rollout_and_stops_cleanly_on_sigterm(
+    env: dict[str, str], kafka: dict[str, str]
+) -> None:
+    env = {**env, "SHADOWLAB_ROLLOUT__TICK_S": "60", "SHADOWLAB_ROLLOUT__POLL_S": "0.1"}
+    start = ("rollout", "start", "faq", "--candidate", "gpt-4o", "--primary", "gpt-4")
+    assert shadowlab(env, *start, "--reason", "go").returncode == 0
+    assert shadowlab(env, "db", "migrate").returncode == 0
+    seed = (  # a passing golden-set result, and primary traffic to give the clock a time
+        "INSERT INTO gate_decisions (decision_id, route, gate, stage, window_start, window_end, "
+        "decided_at, n, threshold, outcome, candidate, schema_version) VALUES ('eval-1', 'faq', "
+        "'accuracy', 'offline', '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+        "'2026-01-01 00:00:00', 100, 0.95, 'pass', 'gpt-4o', 1)",
+        "INSERT INTO requests (request_id, event_time, route, model, arm, status) VALUES "
+        "('r1', '2026-01-01 00:10:00', 'faq', 'gpt-4', 'primary', 'ok')",
+    )
+    for statement in seed:
+        assert shadowlab(env, "sql", "--write", statement).returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-m", "shadowlab", "run", "gates"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as gates:  # fmt: skip
+        with FlagsClient(kafka, env["SHADOWLAB_TOPICS__FLAGS"]) as flags:
+            deadline = time.monotonic() + 60
+            while (current := flags.current("faq")) is None or current.stage != "shadow":
+                assert time.monotonic() < deadline, "the controller did not start the shadow"
+                time.sleep(0.05)
+            moved = flags.current("faq")
+        gates.send_signal(signal.SIGTERM)
+        out, err = gates.communicate(timeout=60)
+    assert gates.returncode == 0, err
+    assert "gates role" in out
+    assert moved is not None
+    assert moved.changed_by == "shadowlab-gates"
+    assert moved.stage_since is not None
