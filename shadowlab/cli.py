@@ -20,6 +20,7 @@ from rich.table import Table
 import schemas
 from shadowlab import __version__
 from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
+from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
 from shadowlab.cli_rollout import gates_app, rollout_app
 from shadowlab.exceptions import ConfigError, ShadowlabError
@@ -46,6 +47,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(flags_app, name="flags")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(gates_app, name="gates")
+app.command("eval")(eval_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -89,9 +91,11 @@ def _clickhouse(settings: Settings, *, migrate: bool) -> Iterator[Client]:
         client.close()
 
 
-def clickhouse_client(settings: Settings) -> AbstractContextManager[Client]:
-    """The configured ClickHouse client for queries (no migrations), closed on exit."""
-    return _clickhouse(settings, migrate=False)
+def clickhouse_client(
+    settings: Settings, *, migrate: bool = False
+) -> AbstractContextManager[Client]:
+    """The configured ClickHouse client, closed on exit (``migrate``: apply migrations first)."""
+    return _clickhouse(settings, migrate=migrate)
 
 
 @app.callback()

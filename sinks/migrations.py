@@ -244,6 +244,55 @@ ORDER BY (route, event_time, alert_id)""",
             "step_since Nullable(DateTime64(6, 'UTC')) AFTER stage_since",
         ),
     ),
+    Migration(
+        5,
+        "golden-set runs",
+        (
+            """CREATE TABLE IF NOT EXISTS {db}.golden_runs (
+    run_id String,
+    started_at DateTime64(6, 'UTC'),
+    finished_at DateTime64(6, 'UTC'),
+    golden_file String,
+    golden_sha256 String,
+    route LowCardinality(Nullable(String)),
+    matcher LowCardinality(String),
+    role LowCardinality(String),
+    model LowCardinality(String),
+    items UInt32,
+    accuracy Float64,
+    faithfulness Nullable(Float64),
+    faithfulness_scored UInt32,
+    p50_ms Nullable(Float64),
+    p95_ms Nullable(Float64),
+    error_rate Float64,
+    cost_per_1k_usd Float64,
+    gate_outcome LowCardinality(String),
+    gate_ratio Nullable(Float64),
+    gate_ci_low Nullable(Float64),
+    gate_ci_high Nullable(Float64),
+    gate_threshold Float64,
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (run_id, role)""",
+            """CREATE TABLE IF NOT EXISTS {db}.golden_items (
+    run_id String,
+    role LowCardinality(String),
+    model LowCardinality(String),
+    item_id String,
+    status LowCardinality(String),
+    correct Bool,
+    answer Nullable(String) CODEC(ZSTD(3)),
+    latency_ms Float64,
+    prompt_tokens UInt32,
+    completion_tokens UInt32,
+    cost_usd Float64,
+    faithfulness Nullable(Float64),
+    error Nullable(String),
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (run_id, role, item_id)""",
+        ),
+    ),
 )
 
 

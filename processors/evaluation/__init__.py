@@ -1,0 +1,1 @@
+"""Offline evaluation on a golden set (``shadowlab eval``): the pre-deployment gate."""

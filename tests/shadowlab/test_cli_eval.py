@@ -1,0 +1,170 @@
+"""``shadowlab eval`` against simulated models whose answers, latencies and tokens are known.
+
+The simulator is deterministic, so the test computes what each model answers with
+``shadowlab.simulator.decide`` and checks the reported accuracy exactly, the cost exactly,
+and the p95 within the tolerance of measuring it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from processors.evaluation.golden import GoldenItem, accuracy_gate, is_correct
+from shadowlab.simulator import ModelProfile, Simulator, SimulatorConfig, decide
+
+PROFILES = [
+    ModelProfile(name="current", latency_median_ms=60, latency_p95_ms=120, p_correct=0.9),
+    ModelProfile(name="good", latency_median_ms=80, latency_p95_ms=160, p_correct=0.92),
+    ModelProfile(name="worse", latency_median_ms=60, latency_p95_ms=120, p_correct=0.4),
+]
+PRICES = {"current": (0.03, 0.06), "good": (0.0025, 0.01), "worse": (0.001, 0.002)}
+FACTS = [
+    ("How long is the warranty?", "The warranty lasts two years.", "two years"),
+    ("How long does shipping take?", "Shipping takes three days.", "three days"),
+    ("Which colour is the logo?", "The logo is green.", "green"),
+    ("Where is the office?", "The office is in Lisbon.", "Lisbon"),
+]
+
+
+def golden_items(n: int = 80) -> list[GoldenItem]:
+    items = []
+    for i in range(n):
+        question, fact, keyword = FACTS[i % len(FACTS)]
+        other = FACTS[(i + 1) % len(FACTS)][1]
+        items.append(
+            GoldenItem(
+                id=f"g{i}",
+                question=f"{question} (case {i})",
+                keywords=[keyword],
+                context=[f"{fact} {other}"],
+            )
+        )
+    return items
+
+
+def expected(profile: ModelProfile, items: list[GoldenItem]) -> dict[str, Any]:
+    """What shadowlab eval must report for ``profile``, from the simulator's own draws."""
+    outcomes = []
+    for item in items:
+        messages = [{"role": "system", "content": d} for d in item.context]
+        body = {"messages": [*messages, {"role": "user", "content": item.question}]}
+        outcomes.append(decide(profile, 0, body))
+    price_in, price_out = PRICES[profile.name]
+    cost = sum(o.prompt_tokens * price_in + o.completion_tokens * price_out for o in outcomes)
+    latencies = sorted(o.latency_s * 1000 for o in outcomes)
+    return {
+        "correct": [is_correct(item, o.answer) for item, o in zip(items, outcomes, strict=True)],
+        "cost_per_1k_usd": cost / 1000 / len(items) * 1000,
+        "p95_ms": latencies[math.ceil(0.95 * len(latencies)) - 1],
+    }
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(models=PROFILES)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def run(simulator: Simulator, tmp_path: Path):  # type: ignore[no-untyped-def]
+    models = [
+        {"name": name, "base_url": simulator.base_url, "price_input_per_1k": p_in,
+         "price_output_per_1k": p_out}
+        for name, (p_in, p_out) in PRICES.items()
+    ]  # fmt: skip
+    models.append({"name": "down", "base_url": "http://127.0.0.1:9/v1", "timeout_s": 2})
+    config = tmp_path / "shadowlab.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "models": models}))
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(i.model_dump_json() + "\n" for i in golden_items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+
+    def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shadowlab", "--config", str(config), *args],
+            capture_output=True, text=True, env={**env, "COLUMNS": "200"}, cwd=tmp_path,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    _run.golden = golden  # type: ignore[attr-defined]
+    return _run
+
+
+def test_reports_accuracy_and_cost_exactly_and_p95_within_tolerance(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "result.json"
+    done = run("eval", "--golden", str(run.golden), "--current", "current", "--candidate",
+               "good", "--json", str(out), "--route", "faq")  # fmt: skip
+    items = golden_items()
+    current, good = expected(PROFILES[0], items), expected(PROFILES[1], items)
+    gate = accuracy_gate(current["correct"], good["correct"])
+    assert done.returncode == {"pass": 0, "fail": 1, "inconclusive": 2}[gate.outcome], done.stderr
+    report = json.loads(out.read_text())
+    for role, want in (("current", current), ("candidate", good)):
+        got = report["models"][role]
+        assert got["accuracy"] == sum(want["correct"]) / len(items)
+        assert got["cost_per_1k_usd"] == pytest.approx(want["cost_per_1k_usd"], rel=1e-9)
+        assert want["p95_ms"] <= got["p95_ms"] <= want["p95_ms"] * 1.3 + 150
+        assert got["error_rate"] == 0
+    assert report["gate"]["outcome"] == gate.outcome
+    assert report["gate"]["ratio"] == pytest.approx(sum(good["correct"]) / sum(current["correct"]))
+    broken = [i.id for i, a, b in zip(items, current["correct"], good["correct"], strict=True)
+              if a and not b]  # fmt: skip
+    assert report["flipped"]["broken"] == broken
+    assert "current → good" in done.stdout
+    stored = run("sql", "SELECT role, accuracy, items FROM golden_runs ORDER BY role",
+                 "--format", "json")  # fmt: skip
+    rows = json.loads(stored.stdout)
+    assert [(r["role"], r["items"]) for r in rows] == [("candidate", 80), ("current", 80)]
+    offline = "SELECT outcome, candidate FROM gate_decisions WHERE route = 'faq'"
+    decision = run("sql", offline, "--format", "json")
+    assert json.loads(decision.stdout) == [{"outcome": gate.outcome, "candidate": "good"}]
+
+
+def test_an_accuracy_drop_fails_the_gate_with_exit_1(run) -> None:  # type: ignore[no-untyped-def]
+    done = run("eval", "--golden", str(run.golden), "--current", "current", "--candidate",
+               "worse", "--no-store")  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "fail" in done.stdout
+    assert "right → wrong" in done.stdout
+
+
+def test_malformed_lines_are_reported_by_number_and_skipped_unless_strict(run) -> None:  # type: ignore[no-untyped-def]
+    lines = run.golden.read_text().splitlines()
+    lines[2] = "{not json"
+    lines[5] = json.dumps({"id": "x", "question": "q?"})  # no keywords
+    run.golden.write_text("\n".join(lines) + "\n")
+    done = run("eval", "--golden", str(run.golden), "--current", "current", "--candidate",
+               "current", "--no-store")  # fmt: skip
+    assert done.returncode == 0, done.stderr  # the same model passes against itself
+    assert "golden.jsonl:line 3: not JSON" in done.stderr
+    assert "line 6: no keywords" in done.stderr
+    assert "evaluating 78 item(s)" in done.stderr
+    strict = run("eval", "--golden", str(run.golden), "--current", "current", "--candidate",
+                 "current", "--no-store", "--strict")  # fmt: skip
+    assert strict.returncode == 3
+    assert "malformed line(s)" in strict.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--candidate", "down"), "cannot reach model 'down' at http://127.0.0.1:9/v1"),
+        (("--candidate", "nope"), "unknown model 'nope'"),
+        (("--candidate", "good", "--matcher", "fuzzy"), "unknown --matcher 'fuzzy'"),
+    ],
+)
+def test_usage_and_endpoint_errors_exit_3_without_a_stack_trace(run, args, message) -> None:  # type: ignore[no-untyped-def]
+    done = run("eval", "--golden", str(run.golden), "--current", "current", "--no-store", *args)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
