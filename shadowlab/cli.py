@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from processors.join import JoinRole
+    from processors.judge.role import JudgeRole
     from processors.shadow import ShadowRole
     from shadowlab.testing import Role
 
@@ -182,7 +183,7 @@ def init() -> None:
     _migrate(settings)
 
 
-ROLES = ("shadow", "join", "sink", "gates")
+ROLES = ("shadow", "join", "judge", "sink", "gates")
 
 
 def serve(role: Role) -> None:
@@ -227,7 +228,7 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
 
 
 def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) -> None:
-    """Run the shadow or join role, following each route's stage from ``routing.flags``."""
+    """Run the shadow, join or judge role, following each route's stage from ``routing.flags``."""
     from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
 
     topics = settings.topics
@@ -237,8 +238,19 @@ def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) 
             current = flags.flags(route)
             return current.stage if current else None
 
-        role: ShadowRole | JoinRole
-        if role_name == "join":
+        role: ShadowRole | JoinRole | JudgeRole
+        if role_name == "judge":
+            from processors.judge.role import JudgeRole  # noqa: PLC0415
+
+            role = JudgeRole(settings, connection, stage_of=stage_of)
+            judge = settings.judge
+            budget = f"${judge.max_usd_per_hour:g}/hour" if judge.max_usd_per_hour else "no budget"
+            banner = (
+                f"judge role: {judge.model} judges faithfulness of {judge.sample_rate:.0%} and "
+                f"shadow preferences of {judge.pairwise_sample_rate:.0%} of requests "
+                f"({budget}) → {topics.judgements}"
+            )
+        elif role_name == "join":
             from processors.join import JoinRole  # noqa: PLC0415 - faust is slow to import
 
             role = JoinRole(settings, connection["bootstrap.servers"], stage_of=stage_of)

@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from processors.gates.plan import GateOverride, RolloutSettings, route_gates
 from schemas._base import ModelName, RouteName
+from schemas.rollout import Stage
 from shadowlab.exceptions import ConfigError
 
 ENV_PREFIX = "SHADOWLAB_"
@@ -237,6 +238,38 @@ class ShadowSettings(_Section):
     dedupe_window: Annotated[int, Field(ge=0)] = 200_000
 
 
+class JudgeSettings(_Section):
+    """The online judge role (``shadowlab run judge``): what is judged, how often, at what cost."""
+
+    #: The judge model: one of ``models`` (configured like any other model). Required by
+    #: ``shadowlab run judge``.
+    model: ModelName | None = None
+    group_id: str = "shadowlab-judge"
+    #: Share of canary- and primary-arm requests whose faithfulness is judged (by request id).
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: Share of requests whose shadow results are judged against the primary answer.
+    pairwise_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: Judge spend cap over the last hour; past it judging is sampled down (and logged).
+    max_usd_per_hour: Annotated[float, Field(gt=0)] | None = None
+    #: Judgements in progress at once (a pairwise one makes two calls at once).
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] = 16
+    #: Events consumed per batch; offsets are committed after a batch's judgements are out.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 200
+    #: Retries of a failed judge call (the ``openai`` client's, with backoff and Retry-After).
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    #: How long a sampled request waits for its shadow results (and a result for its
+    #: request), and how many may wait at once.
+    pending_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    pending_limit: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    #: Answers at or above this token F1 are a pairwise tie without asking the judge.
+    near_identical_f1: Annotated[float, Field(ge=0, le=1)] = 0.95
+    #: Rollout stages in which each kind is judged (a route without flags: always).
+    faithfulness_stages: tuple[Stage, ...] = ("canary",)
+    pairwise_stages: tuple[Stage, ...] = ("shadow", "canary")
+    #: Judgements remembered so a redelivered event is not paid for twice.
+    dedupe_window: Annotated[int, Field(ge=0)] = 200_000
+
+
 class RouteConfig(_Section):
     """A route: one logical use of an LLM in the service (e.g. ``support-answer``)."""
 
@@ -303,6 +336,7 @@ class Settings(BaseSettings):
     shadow: ShadowSettings = ShadowSettings()
     sink: SinkSettings = SinkSettings()
     join: JoinSettings = JoinSettings()
+    judge: JudgeSettings = JudgeSettings()
     rollout: RolloutSettings = RolloutSettings()
 
     @classmethod
@@ -344,6 +378,11 @@ class Settings(BaseSettings):
                         f"route {route.name!r} uses model {model!r}, which is not in `models` "
                         f"(known: {', '.join(sorted(known))}); add it to `models` or fix the name"
                     )
+        if self.judge.model is not None and self.judge.model not in known:
+            raise ValueError(
+                f"judge.model {self.judge.model!r} is not in `models` "
+                f"(known: {', '.join(sorted(known))}); add it to `models` or fix the name"
+            )
         return self
 
     def model(self, name: str) -> ModelEndpoint:

@@ -10,6 +10,14 @@ context, and of adding an unsupported claim). Outcomes are deterministic for
 System messages are the context; the last user message is the question. A correct answer is
 the context sentence that best matches the question; a wrong one is a fixed evasive sentence;
 an unfaithful one adds a claim found nowhere in the context.
+
+A profile with ``judge: true`` answers the judge's prompts (:mod:`processors.judge.prompts`)
+deterministically and meaningfully: the claims of an answer are its sentences (a refusal or
+an empty answer has none); a claim is supported when its words (lower case, punctuation
+dropped) appear in that order in the context's words; of two answers it prefers the one with
+the larger share of supported claims (a tie when equal). Other prompts it answers like any
+simulated model, and a model that is not a judge answers judge prompts with prose, as a
+real model that ignores the format would.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import yaml
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from processors.compare import is_refusal
+from processors.judge.prompts import TASK_CLAIMS, TASK_PAIRWISE, TASK_VERIFY, task_input
 from shadowlab.broker import free_port
 from shadowlab.exceptions import ConfigError
 
@@ -68,6 +78,10 @@ class ModelProfile(BaseModel):
     hang_s: Annotated[float, Field(gt=0)] = 600.0
     p_correct: Annotated[float, Field(ge=0, le=1)] = 0.9
     p_faithful: Annotated[float, Field(ge=0, le=1)] = 0.95
+    #: Answer judge prompts as a judge (claims, verdicts, preferences) instead of as a model.
+    judge: bool = False
+    #: A position-biased judge: always prefers the answer shown first (for tests).
+    judge_prefers_first: bool = False
     #: Drift: from each ``at`` (event time) on, these fields replace the profile's.
     changes: list[ProfileChange] = Field(default_factory=list)
 
@@ -164,6 +178,9 @@ def decide(profile: ModelProfile, seed: int, request: dict[str, Any]) -> Outcome
         answer = _best_sentence(context, question) or WRONG_ANSWER
     if rng.random() >= profile.p_faithful:
         answer = f"{answer} {UNSUPPORTED_CLAIM}"
+    task = task_input(messages) if profile.judge else None
+    if task is not None:
+        answer = judge_reply(task, prefers_first=profile.judge_prefers_first)
     prompt = " ".join(_text(m.get("content")) for m in messages)
     return Outcome(
         kind,
@@ -181,6 +198,52 @@ def _best_sentence(context: str, question: str) -> str:
     if not sentences:
         return ""
     return max(sentences, key=lambda s: len(asked & set(_WORD.findall(s.lower()))))
+
+
+def claims_of(answer: str) -> list[str]:
+    """The simulated judge's claims of ``answer``: its sentences (none for a refusal)."""
+    if is_refusal(answer):
+        return []
+    return [s.strip() for s in _SENTENCE.split(answer) if _WORD.search(s.lower())]
+
+
+def _words(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def is_supported(claim: str, context: str) -> bool:
+    """Whether ``context`` states ``claim``: its normalised words, in order, are in it."""
+    words = _words(claim)
+    return bool(words) and f" {words} " in f" {_words(context)} "
+
+
+def supported_share(answer: str, context: str) -> float:
+    """The share of ``answer``'s claims that ``context`` supports (0 without claims)."""
+    claims = claims_of(answer)
+    return sum(is_supported(c, context) for c in claims) / len(claims) if claims else 0.0
+
+
+def judge_reply(task: dict[str, Any], *, prefers_first: bool = False) -> str:
+    """The simulated judge's JSON reply to a judge ``task`` (see the module doc)."""
+    documents = task.get("context") or []
+    context = " ".join(str(d) for d in documents) if isinstance(documents, list) else str(documents)
+    kind = task.get("task")
+    if kind == TASK_CLAIMS:
+        return json.dumps({"claims": claims_of(str(task.get("answer") or ""))})
+    if kind == TASK_VERIFY:
+        verdicts = []
+        for claim in (str(c) for c in task.get("claims") or []):
+            found = is_supported(claim, context)
+            why = "stated in the context" if found else "not found in the context"
+            verdicts.append({"claim": claim, "supported": found, "reason": why})
+        return json.dumps({"verdicts": verdicts})
+    if kind == TASK_PAIRWISE:
+        a = supported_share(str(task.get("answer_a") or ""), context)
+        b = supported_share(str(task.get("answer_b") or ""), context)
+        preference = "A" if prefers_first or a > b else "B" if b > a else "tie"
+        why = f"supported claims: A {a:.2f}, B {b:.2f}"
+        return json.dumps({"preference": preference, "reason": why})
+    raise ValueError(f"not a judge task: {kind!r}")
 
 
 class _Server:

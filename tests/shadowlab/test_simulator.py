@@ -100,3 +100,48 @@ def test_profiles_drift_at_an_event_time() -> None:
     after = profile.at(dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
     assert decide(before, 0, REQUEST).latency_s == pytest.approx(0.1)
     assert decide(after, 0, REQUEST).latency_s == pytest.approx(0.3)
+
+
+def test_a_judge_profile_answers_judge_prompts_deterministically() -> None:
+    import json
+
+    from processors.judge.prompts import claims_messages, pairwise_messages, verify_messages
+
+    judge = ModelProfile(name="judge", judge=True)
+    context = ["The warranty lasts two years. Shipping takes 3 days."]
+    answer = f"The warranty lasts two years. {UNSUPPORTED_CLAIM}"
+
+    def reply(messages: list[dict[str, str]]) -> dict[str, object]:
+        outcome = decide(judge, 0, {"messages": messages})
+        assert outcome == decide(judge, 0, {"messages": messages})
+        data = json.loads(outcome.answer)
+        assert isinstance(data, dict)
+        return data
+
+    claims = reply(claims_messages("How long?", answer))["claims"]
+    assert claims == ["The warranty lasts two years.", UNSUPPORTED_CLAIM]
+    assert reply(claims_messages("How long?", "I'm sorry, I can't help with that.")) == {
+        "claims": []
+    }
+    verdicts = reply(verify_messages(context, ["the WARRANTY lasts two years", UNSUPPORTED_CLAIM]))
+    assert [v["supported"] for v in verdicts["verdicts"]] == [True, False]  # type: ignore[attr-defined, index]
+    assert (
+        reply(pairwise_messages("q", context, answer, "Shipping takes 3 days."))["preference"]
+        == "B"
+    )
+    assert (
+        reply(pairwise_messages("q", context, "Shipping takes 3 days.", "Shipping takes 3 days"))[
+            "preference"
+        ]
+        == "tie"
+    )
+    # a partial word match is not support: "two year" is not "two years"
+    verdicts = reply(verify_messages(context, ["The warranty lasts two year."]))
+    assert verdicts["verdicts"][0]["supported"] is False  # type: ignore[index]
+    # a judge answers an ordinary request like any model; a model answers a judge prompt in prose
+    question = {"role": "user", "content": "How long does shipping take?"}
+    ordinary = {"messages": [{"role": "system", "content": context[0]}, question]}
+    sure = ModelProfile(name="judge", judge=True, p_correct=1, p_faithful=1)
+    assert decide(sure, 0, ordinary).answer == "Shipping takes 3 days."
+    plain = decide(ModelProfile(name="m"), 0, {"messages": claims_messages("q", answer)})
+    assert not plain.answer.lstrip().startswith("{")
