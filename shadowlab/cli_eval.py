@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,8 +37,10 @@ from processors.evaluation.golden import (
     parse_golden,
     summarise,
 )
-from processors.evaluation.runner import check_reachable, open_client, run_items
+from processors.evaluation.runner import Faithfulness, check_reachable, open_client, run_items
 from processors.evaluation.store import EvalRun, offline_decision, run_json, store_run
+from processors.judge.calls import judge_client
+from processors.judge.faithfulness import judge_faithfulness
 from shadowlab.exceptions import ConfigError
 from shadowlab.settings import Settings
 
@@ -64,15 +66,36 @@ def _read_golden(path: Path, matcher: Matcher, *, strict: bool) -> list[GoldenIt
     return items
 
 
+def _faithfulness(settings: Settings, judge: str | None) -> tuple[Faithfulness | None, Any]:
+    """The judge's faithfulness scorer (and its client, to close), or none without a judge."""
+    if judge is None:
+        return None, None
+    endpoint = settings.model(judge)
+    client = judge_client(endpoint)
+
+    async def score(question: str, answer: str, context: list[str]) -> float | None:
+        verdict = await judge_faithfulness(
+            client, endpoint, question=question, answer=answer, context=context
+        )
+        return verdict.score
+
+    return score, client
+
+
 async def _run_both(
     settings: Settings, models: dict[str, str], items: list[GoldenItem], matcher: Matcher,
-    concurrency: int,
+    concurrency: int, judge: str | None,
 ) -> dict[str, list[ItemResult]]:  # fmt: skip
     endpoints = {role: settings.model(name) for role, name in models.items()}
     clients = {role: open_client(endpoint) for role, endpoint in endpoints.items()}
+    faithfulness, judge_api = _faithfulness(settings, judge)
+    if judge_api is not None:
+        clients["judge"] = judge_api
     try:
         for role, endpoint in endpoints.items():
             await check_reachable(clients[role], endpoint)
+        if judge is not None:
+            await check_reachable(judge_api, settings.model(judge))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())  # fmt: skip
         with Progress(*columns, console=err_console) as progress:
@@ -88,6 +111,7 @@ async def _run_both(
                     items,
                     matcher,
                     concurrency=concurrency,
+                    faithfulness=faithfulness,
                     on_done=advance(tasks[role]),
                 )
                 for role in models
@@ -132,6 +156,10 @@ def eval_command(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop on a malformed golden line.")] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Judge model for faithfulness (default: `judge.model`; none: skip)."),
+    ] = None,
     store: Annotated[bool, typer.Option(help="Store the run in ClickHouse.")] = True,
 ) -> None:
     """Compare the current model and a candidate on a golden set: the pre-deployment gate."""
@@ -146,7 +174,10 @@ def eval_command(
     chosen: Matcher = matcher  # type: ignore[assignment]
     items = _read_golden(golden, chosen, strict=strict)
     started = dt.datetime.now(dt.UTC)
-    results = asyncio.run(_run_both(settings, models, items, chosen, concurrency))
+    judge = judge or settings.judge.model
+    if judge is None:
+        err_console.print("no judge model (`judge.model` or --judge): faithfulness is not scored")
+    results = asyncio.run(_run_both(settings, models, items, chosen, concurrency, judge))
     summaries = {role: summarise(models[role], results[role]) for role in models}
     correct = {role: [r.correct for r in results[role]] for role in models}
     gate = accuracy_gate(correct["current"], correct["candidate"], threshold=threshold)

@@ -26,8 +26,16 @@ PROFILES = [
     ModelProfile(name="current", latency_median_ms=60, latency_p95_ms=120, p_correct=0.9),
     ModelProfile(name="good", latency_median_ms=80, latency_p95_ms=160, p_correct=0.92),
     ModelProfile(name="worse", latency_median_ms=60, latency_p95_ms=120, p_correct=0.4),
-]
-PRICES = {"current": (0.03, 0.06), "good": (0.0025, 0.01), "worse": (0.001, 0.002)}
+    ModelProfile(name="faithful", latency_median_ms=20, latency_p95_ms=40, p_correct=1,
+                 p_faithful=1),
+    ModelProfile(name="unfaithful", latency_median_ms=20, latency_p95_ms=40, p_correct=1,
+                 p_faithful=0),
+    ModelProfile(name="judge", latency_median_ms=5, latency_p95_ms=10, judge=True),
+]  # fmt: skip
+PRICES = {
+    "current": (0.03, 0.06), "good": (0.0025, 0.01), "worse": (0.001, 0.002),
+    "faithful": (0.0, 0.0), "unfaithful": (0.0, 0.0), "judge": (0.0, 0.0),
+}  # fmt: skip
 FACTS = [
     ("How long is the warranty?", "The warranty lasts two years.", "two years"),
     ("How long does shipping take?", "Shipping takes three days.", "three days"),
@@ -128,6 +136,21 @@ def test_reports_accuracy_and_cost_exactly_and_p95_within_tolerance(run, tmp_pat
     offline = "SELECT outcome, candidate FROM gate_decisions WHERE route = 'faq'"
     decision = run("sql", offline, "--format", "json")
     assert json.loads(decision.stdout) == [{"outcome": gate.outcome, "candidate": "good"}]
+
+
+def test_the_judge_scores_faithfulness_of_each_model(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "judged.json"
+    done = run("eval", "--golden", str(run.golden), "--current", "faithful", "--candidate",
+               "unfaithful", "--judge", "judge", "--no-store", "--json", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr  # same accuracy: the gate passes
+    models = json.loads(out.read_text())["models"]
+    # every answer is the context's sentence; the unfaithful one adds a claim found nowhere
+    assert (models["current"]["faithfulness"], models["current"]["faithfulness_scored"]) == (
+        5.0,
+        80,
+    )
+    assert models["candidate"]["faithfulness"] == 3.0  # 1 of 2 claims supported: 1 + 4 × 0.5
+    assert "faithfulness (1-5)" in done.stdout
 
 
 def test_an_accuracy_drop_fails_the_gate_with_exit_1(run) -> None:  # type: ignore[no-untyped-def]
