@@ -161,10 +161,15 @@ def eval_command(
         typer.Option(help="Judge model for faithfulness (default: `judge.model`; none: skip)."),
     ] = None,
     store: Annotated[bool, typer.Option(help="Store the run in ClickHouse.")] = True,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML settings (as `shadowlab -c`).")
+    ] = None,
 ) -> None:
     """Compare the current model and a candidate on a golden set: the pre-deployment gate."""
-    from shadowlab.cli import clickhouse_client, current_settings  # noqa: PLC0415 - import cycle
+    from shadowlab.cli import _state, clickhouse_client, current_settings  # noqa: PLC0415
 
+    if config is not None:
+        _state.config = config
     if matcher not in ("keyword", "exact", "regex"):
         raise ConfigError(f"unknown --matcher {matcher!r}; use keyword, exact or regex")
     settings = current_settings()

@@ -98,8 +98,10 @@ def run(simulator: Simulator, tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
 
     def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        where = ["--config", str(config)]  # eval takes it after the command too
+        command = [*args, *where] if args[0] == "eval" else [*where, *args]
         return subprocess.run(
-            [sys.executable, "-m", "shadowlab", "--config", str(config), *args],
+            [sys.executable, "-m", "shadowlab", *command],
             capture_output=True, text=True, env={**env, "COLUMNS": "200"}, cwd=tmp_path,
             timeout=120, check=False,
         )  # fmt: skip
