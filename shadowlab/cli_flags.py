@@ -28,15 +28,17 @@ ActorOption = Annotated[
 ]
 
 
-def _settings() -> Settings:
+def settings_now() -> Settings:
+    """The settings of this invocation (``--config`` and the environment)."""
     from shadowlab.cli import current_settings  # noqa: PLC0415 - avoids an import cycle
 
     return current_settings()
 
 
 @contextmanager
-def _client() -> Iterator[tuple[FlagsClient, Settings]]:
-    settings = _settings()
+def flags_client() -> Iterator[tuple[FlagsClient, Settings]]:
+    """A flags client on the configured Kafka (topic created if missing), and the settings."""
+    settings = settings_now()
     if not settings.kafka.bootstrap_servers:
         raise ConfigError(
             "flags live on Kafka: set SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS (for the embedded "
@@ -48,11 +50,13 @@ def _client() -> Iterator[tuple[FlagsClient, Settings]]:
         yield client, settings
 
 
-def _actor(actor: str | None) -> str:
+def actor_name(actor: str | None) -> str:
+    """Who makes a change: ``--actor``, else the OS user."""
     return actor or getpass.getuser()
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """The wall-clock time, timezone-aware (UTC)."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -87,7 +91,8 @@ def _table(rows: list[RoutingFlags], title: str) -> Table:
     return table
 
 
-def _print(flags: RoutingFlags, action: str) -> None:
+def print_flags(flags: RoutingFlags, action: str) -> None:
+    """Print one line saying what a change did."""
     console.print(
         f"{action} [bold]{flags.route}[/bold] → version {flags.version}: primary "
         f"{flags.primary}, canary {flags.canary or '-'} at {flags.canary_weight_bp / 100:g}%, "
@@ -101,7 +106,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the flags in force."""
-    with _client() as (client, _):
+    with flags_client() as (client, _):
         flags = client.all()
     if route is not None:
         if route not in flags:
@@ -125,7 +130,7 @@ def set_(
     actor: ActorOption = None,
 ) -> None:
     """Set primary, canary and canary weight (clears any override)."""
-    with _client() as (client, settings):
+    with flags_client() as (client, settings):
         current = client.current(route)
         known = {r.name for r in settings.routes}
         if current is None and route not in known:
@@ -139,11 +144,11 @@ def set_(
             primary=primary,
             canary=canary,
             canary_weight_bp=weight_bp(weight),
-            actor=_actor(actor),
+            actor=actor_name(actor),
             reason=reason,
-            now=_now(),
+            now=utc_now(),
         )
-        _print(client.publish(new), "set")
+        print_flags(client.publish(new), "set")
 
 
 @flags_app.command("rollback")
@@ -153,11 +158,15 @@ def rollback_(
     actor: ActorOption = None,
 ) -> None:
     """Send everyone to the primary now: override = primary, canary weight 0, one write."""
-    with _client() as (client, _):
+    with flags_client() as (client, _):
         new = rollback(
-            client.current(route), route=route, actor=_actor(actor), reason=reason, now=_now()
+            client.current(route),
+            route=route,
+            actor=actor_name(actor),
+            reason=reason,
+            now=utc_now(),
         )
-        _print(client.publish(new), "rolled back")
+        print_flags(client.publish(new), "rolled back")
 
 
 @flags_app.command("clear-override")
@@ -167,11 +176,15 @@ def clear_override_(
     actor: ActorOption = None,
 ) -> None:
     """Remove the override (routing follows primary/canary weights again)."""
-    with _client() as (client, _):
+    with flags_client() as (client, _):
         new = clear_override(
-            client.current(route), route=route, actor=_actor(actor), reason=reason, now=_now()
+            client.current(route),
+            route=route,
+            actor=actor_name(actor),
+            reason=reason,
+            now=utc_now(),
         )
-        _print(client.publish(new), "cleared override of")
+        print_flags(client.publish(new), "cleared override of")
 
 
 @flags_app.command("history")
@@ -180,7 +193,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every version of a route's flags: who changed what, when and why."""
-    with _client() as (client, _):
+    with flags_client() as (client, _):
         rows = client.history(route)
     if not rows:
         raise UnknownRouteError(f"route {route!r} has no flags history")

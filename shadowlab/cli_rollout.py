@@ -20,7 +20,14 @@ from rich.table import Table
 
 from producers.flags import promote, rollback, set_paused, start_rollout
 from schemas import Alert, RoutingFlags
-from shadowlab.cli_flags import ActorOption, _actor, _client, _now, _print, _settings
+from shadowlab.cli_flags import (
+    ActorOption,
+    actor_name,
+    flags_client,
+    print_flags,
+    settings_now,
+    utc_now,
+)
 from shadowlab.exceptions import UnknownRouteError
 from shadowlab.kafka import producer_config
 
@@ -36,15 +43,15 @@ RouteArgument = Annotated[str, typer.Argument(help="The route.")]
 
 def _manual(route: str, change: Callable[[RoutingFlags | None, str], RoutingFlags], verb: str,
             reason: str, actor: str | None) -> None:  # fmt: skip
-    who = _actor(actor)
-    with _client() as (client, settings):
+    who = actor_name(actor)
+    with flags_client() as (client, settings):
         new = client.publish(change(client.current(route), who))
         audit = Alert(
             alert_id=f"manual-{uuid.uuid4().hex}",
             route=route,
             kind="manual",
             severity="warning" if verb in ("rolled back", "paused") else "info",
-            event_time=_now(),
+            event_time=utc_now(),
             message=f"{route}: {verb} by {who}: {reason}"[:2000],
             flags_version=new.version,
         )
@@ -52,7 +59,7 @@ def _manual(route: str, change: Callable[[RoutingFlags | None, str], RoutingFlag
         producer.produce(settings.topics.alerts, key=route, value=audit.to_json())
         if producer.flush(10) > 0:
             console.print("[yellow]warning[/yellow]: the audit alert was not delivered")
-    _print(new, verb)
+    print_flags(new, verb)
 
 
 @rollout_app.command("start")
@@ -67,7 +74,7 @@ def start(
 ) -> None:
     """Begin a rollout: stage offline (the golden-set gate), then shadow, canary, promoted."""
     _manual(route, lambda cur, who: start_rollout(cur, route=route, candidate=candidate,
-            primary=primary, actor=who, reason=reason, now=_now()), "started rollout of",
+            primary=primary, actor=who, reason=reason, now=utc_now()), "started rollout of",
             reason, actor)  # fmt: skip
 
 
@@ -75,28 +82,28 @@ def start(
 def pause(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Stop the controller from changing this rollout (gates are still evaluated)."""
     _manual(route, lambda cur, who: set_paused(cur, route=route, paused=True, actor=who,
-            reason=reason, now=_now()), "paused", reason, actor)  # fmt: skip
+            reason=reason, now=utc_now()), "paused", reason, actor)  # fmt: skip
 
 
 @rollout_app.command("resume")
 def resume(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Hand a paused rollout back to the controller."""
     _manual(route, lambda cur, who: set_paused(cur, route=route, paused=False, actor=who,
-            reason=reason, now=_now()), "resumed", reason, actor)  # fmt: skip
+            reason=reason, now=utc_now()), "resumed", reason, actor)  # fmt: skip
 
 
 @rollout_app.command("promote")
 def promote_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Promote the canary now (only from the canary stage: shadow cannot be skipped)."""
     _manual(route, lambda cur, who: promote(cur, route=route, actor=who, reason=reason,
-            now=_now()), "promoted", reason, actor)  # fmt: skip
+            now=utc_now()), "promoted", reason, actor)  # fmt: skip
 
 
 @rollout_app.command("rollback")
 def rollback_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Roll back now: everyone to the primary (override), canary weight 0."""
     _manual(route, lambda cur, who: rollback(cur, route=route, actor=who, reason=reason,
-            now=_now()), "rolled back", reason, actor)  # fmt: skip
+            now=utc_now()), "rolled back", reason, actor)  # fmt: skip
 
 
 _LATEST = """SELECT stage, gate, argMax(outcome, decided_at), argMax(value, decided_at),
@@ -137,7 +144,7 @@ def status(
     """Each gate's latest outcome, value, baseline, threshold, interval and n."""
     from shadowlab.cli import clickhouse_client  # noqa: PLC0415 - avoids an import cycle
 
-    settings = _settings()
+    settings = settings_now()
     with clickhouse_client(settings) as client:
         rows = latest_decisions(client, settings.clickhouse.database, route)
     if not rows:
