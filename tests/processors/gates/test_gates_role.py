@@ -283,11 +283,14 @@ def test_clickhouse_failures_are_retried_without_losing_a_tick(
         _wait(lambda: role.counters.failures >= 3, 30)
         assert gates.thread.is_alive()
         apply_migrations(clickhouse, database)
-        later = T0 + dt.timedelta(minutes=10)  # primary traffic: the controller's clock
-        produce(kafka, settings.topics.requests, [sample_request(route=ROUTE, event_time=later)])
-        sink = _Background(SinkRole(settings, kafka, ClickHouseSink(clickhouse, database)))
-        try:
-            _wait(lambda: role.counters.ticks >= 1, 30)  # the offline tick, once it can query
+        sink_role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, database))
+        sink = _Background(sink_role)
+        try:  # the offline result first, then primary traffic to give the controller its clock
+            decisions = settings.topics.decisions
+            _wait(lambda: sink_role.counters.written.get(decisions, 0) >= 1, 30)
+            later = sample_request(route=ROUTE, event_time=T0 + dt.timedelta(minutes=10))
+            produce(kafka, settings.topics.requests, [later])
+            _wait(lambda: role.counters.ticks >= 1, 30)
         finally:
             sink.close()
     finally:
