@@ -1,5 +1,8 @@
-"""The long-running stream roles: shadow replay, join, judge, gates and the rollout controller.
+"""The long-running stream roles and the offline evaluation.
 
-(Built by later issues; this package is importable from the start so the layout and the
-distribution are fixed.)
+- :mod:`processors.shadow`: replays production requests to candidate models.
+- :mod:`processors.join`: joins each request with its candidates' results (faust).
+- :mod:`processors.judge`: the sampled LLM judge (faithfulness, pairwise preference).
+- :mod:`processors.gates`: the gate statistics, queries and the rollout controller.
+- :mod:`processors.evaluation`: ``shadowlab eval`` on a golden set (the offline gate).
 """
