@@ -38,6 +38,7 @@ from confluent_kafka import (
 )
 
 from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
+from processors.clients import model_client
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from shadowlab.kafka import consumer_config, producer_config
 from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
@@ -115,13 +116,7 @@ class ShadowRole:
 
     def _candidate(self, config: CandidateConfig) -> _Candidate:
         endpoint = self.settings.model(config.model)
-        key = endpoint.api_key()
-        client = openai.AsyncOpenAI(
-            base_url=endpoint.base_url,
-            api_key=key.get_secret_value() if key else "none",
-            timeout=endpoint.timeout_s,
-            max_retries=0,
-        )
+        client = model_client(endpoint, max_retries=0)  # the role retries itself
         return _Candidate(
             config,
             endpoint,

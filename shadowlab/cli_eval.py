@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from processors.clients import model_client
 from processors.evaluation.golden import (
     GoldenItem,
     ItemResult,
@@ -37,9 +38,8 @@ from processors.evaluation.golden import (
     parse_golden,
     summarise,
 )
-from processors.evaluation.runner import Faithfulness, check_reachable, open_client, run_items
+from processors.evaluation.runner import Faithfulness, check_reachable, run_items
 from processors.evaluation.store import EvalRun, offline_decision, run_json, store_run
-from processors.judge.calls import judge_client
 from processors.judge.faithfulness import judge_faithfulness
 from shadowlab.exceptions import ConfigError
 from shadowlab.settings import Settings
@@ -71,7 +71,7 @@ def _faithfulness(settings: Settings, judge: str | None) -> tuple[Faithfulness |
     if judge is None:
         return None, None
     endpoint = settings.model(judge)
-    client = judge_client(endpoint)
+    client = model_client(endpoint, max_retries=2)
 
     async def score(question: str, answer: str, context: list[str]) -> float | None:
         verdict = await judge_faithfulness(
@@ -87,7 +87,7 @@ async def _run_both(
     concurrency: int, judge: str | None,
 ) -> dict[str, list[ItemResult]]:  # fmt: skip
     endpoints = {role: settings.model(name) for role, name in models.items()}
-    clients = {role: open_client(endpoint) for role, endpoint in endpoints.items()}
+    clients = {role: model_client(e, max_retries=1) for role, e in endpoints.items()}
     faithfulness, judge_api = _faithfulness(settings, judge)
     if judge_api is not None:
         clients["judge"] = judge_api

@@ -21,17 +21,6 @@ from shadowlab.settings import ModelEndpoint
 Faithfulness = Callable[[str, str, list[str]], Awaitable[float | None]]
 
 
-def open_client(endpoint: ModelEndpoint) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` client for ``endpoint`` (its API key from its environment variable)."""
-    key = endpoint.api_key()
-    return openai.AsyncOpenAI(
-        base_url=endpoint.base_url,
-        api_key=key.get_secret_value() if key is not None else "not-needed",
-        timeout=endpoint.timeout_s,
-        max_retries=1,
-    )
-
-
 async def check_reachable(client: openai.AsyncOpenAI, endpoint: ModelEndpoint) -> None:
     """Fail fast, naming the URL, when the endpoint cannot be reached at all.
 

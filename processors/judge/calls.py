@@ -46,21 +46,6 @@ class Reply:
     error: str | None = None
 
 
-def judge_client(endpoint: ModelEndpoint, *, max_retries: int = 2) -> openai.AsyncOpenAI:
-    """An async client for the judge ``endpoint`` (its URL, key, timeout; ``max_retries``).
-
-    Raises:
-        ConfigError: ``api_key_env`` names a variable that is not set.
-    """
-    key = endpoint.api_key()
-    return openai.AsyncOpenAI(
-        base_url=endpoint.base_url,
-        api_key=key.get_secret_value() if key else "none",
-        timeout=endpoint.timeout_s,
-        max_retries=max_retries,
-    )
-
-
 async def ask(
     client: openai.AsyncOpenAI, judge: ModelEndpoint, messages: Sequence[Message]
 ) -> Reply:

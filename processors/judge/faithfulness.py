@@ -120,7 +120,7 @@ async def judge_faithfulness(
 
     Args:
         client: an async client for the judge's endpoint (its ``max_retries`` are the
-            retries; :func:`processors.judge.calls.judge_client` makes one).
+            retries; :func:`processors.clients.model_client` makes one).
         judge: the judge model's endpoint: its model name and its price.
         question: what was asked (helps the judge make claims self-contained).
         answer: the answer to judge.

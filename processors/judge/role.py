@@ -39,7 +39,8 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from processors.budget import RecentPairs, SpendWindow, replay_candidates, sampled
-from processors.judge.calls import judge_client, reason_code
+from processors.clients import model_client
+from processors.judge.calls import reason_code
 from processors.judge.faithfulness import FaithfulnessVerdict, judge_faithfulness, precheck
 from processors.judge.pairwise import PairwiseVerdict, judge_pairwise, near_identical
 from processors.judge.pending import PendingPairs, PendingRequest
@@ -158,7 +159,7 @@ class JudgeRole:
             )
         self.endpoint = settings.model(self.cfg.model)
         self.counters = JudgeCounters()
-        self._client = judge_client(self.endpoint, max_retries=self.cfg.max_retries)
+        self._client = model_client(self.endpoint, max_retries=self.cfg.max_retries)
         self._connection = dict(connection)
         self._stage_of = stage_of
         self._report_every_s = report_every_s

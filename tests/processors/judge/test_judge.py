@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from processors.judge.calls import judge_client
+from processors.clients import model_client
 from processors.judge.faithfulness import FaithfulnessVerdict, judge_faithfulness
 from processors.judge.pairwise import PairwiseVerdict, judge_pairwise
 from processors.judge.prompts import claims_messages, verify_messages
@@ -60,7 +60,7 @@ def _faithfulness(
     endpoint = _endpoint(sim, judge)
 
     async def go() -> FaithfulnessVerdict:
-        async with judge_client(endpoint, max_retries=0) as client:
+        async with model_client(endpoint, max_retries=0) as client:
             return await judge_faithfulness(
                 client,
                 endpoint,
@@ -78,7 +78,7 @@ def _pairwise(
     endpoint = _endpoint(sim, judge)
 
     async def go() -> PairwiseVerdict:
-        async with judge_client(endpoint, max_retries=0) as client:
+        async with model_client(endpoint, max_retries=0) as client:
             return await judge_pairwise(
                 client,
                 endpoint,
@@ -175,7 +175,7 @@ def test_a_failing_judge_gives_no_score_after_the_client_retries(simulator: Simu
     endpoint = _endpoint(simulator, "broken-judge")
 
     async def go() -> FaithfulnessVerdict:
-        async with judge_client(endpoint, max_retries=1) as client:
+        async with model_client(endpoint, max_retries=1) as client:
             return await judge_faithfulness(
                 client, endpoint, question=QUESTION, answer=FAITHFUL, context=CONTEXT
             )

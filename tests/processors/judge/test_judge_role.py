@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from processors.judge.calls import judge_client
+from processors.clients import model_client
 from processors.judge.faithfulness import judge_faithfulness
 from processors.judge.role import JudgeRole, judge_sampled
 from schemas import Judgement, RequestEvent, ShadowResult
@@ -220,7 +220,7 @@ def test_judge_spend_stays_within_the_hourly_budget(
     endpoint = _settings(simulator, tmp_path, topics).model("judge")
 
     async def one() -> float:
-        async with judge_client(endpoint) as client:
+        async with model_client(endpoint, max_retries=2) as client:
             verdict = await judge_faithfulness(
                 client, endpoint, question="How long is the warranty?", answer=FAITHFUL,
                 context=[CONTEXT],
