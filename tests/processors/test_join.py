@@ -155,7 +155,8 @@ def test_a_failure_acks_nothing_that_was_not_processed(
         )
     }
     group.close()
-    assert any(offset > 0 for offset in committed.values())  # what was processed is committed
+    # (faust commits every commit interval, so what was processed before the failure may or
+    # may not be committed yet; the restart below must join every pair either way)
     assert committed[failed.topic, failed.partition] <= failed.offset  # the failed event is not
 
     role = _role(settings, broker)  # the restarted role processes it and what came after
