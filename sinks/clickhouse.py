@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.transform import NativeTransform
 from pydantic import TypeAdapter
 
 from schemas import (
@@ -159,7 +160,8 @@ def column_types(client: Client, database: str, spec: TableSpec) -> InsertTypes:
         described = client.query(f"DESCRIBE TABLE {database}.{spec.table}").result_rows
     except Exception as exc:
         raise ClickHouseError(
-            f"cannot describe {database}.{spec.table}: {type(exc).__name__}: {str(exc)[:300]}"
+            f"insert into {database}.{spec.table} failed: cannot read its column types: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from None
     types = {str(row[0]): str(row[1]) for row in described}
     names: list[str] = []
@@ -179,14 +181,21 @@ def column_types(client: Client, database: str, spec: TableSpec) -> InsertTypes:
     return InsertTypes(tuple(names), tuple(ticks))
 
 
-def insert_columns(
+def native_block(
     client: Client,
     database: str,
     spec: TableSpec,
     columns: Sequence[Sequence[Any]],
     types: InsertTypes,
-) -> None:
-    """Insert rows given as columns (``spec.columns`` order, values as :func:`to_row`'s)."""
+) -> bytes:
+    """Encode rows given as columns in ClickHouse's Native format.
+
+    Columns are in ``spec.columns`` order with :func:`to_row`'s values; the block is what
+    clickhouse-connect's ``insert`` would send.
+
+    Raises:
+        ClickHouseError: naming the column a value does not fit.
+    """
     data = list(columns)
     for j, divisor, multiplier in types.ticks:
         if divisor is not None:
@@ -195,17 +204,44 @@ def insert_columns(
             one = dt.timedelta(microseconds=1)
             data[j] = [(d - _EPOCH) // one * multiplier for d in data[j]]
     try:
-        client.insert(
+        context = client.create_insert_context(
             f"{database}.{spec.table}",
-            data,
-            column_names=spec.columns,
+            spec.columns,
             column_type_names=types.names,
             column_oriented=True,
+            data=data,
         )
+        chunks = list(NativeTransform.build_insert(context))
+        if context.insert_exception is not None:
+            raise context.insert_exception
+    except Exception as exc:
+        raise ClickHouseError(
+            f"cannot encode rows for {database}.{spec.table}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
     finally:
-        # clickhouse-connect's insert context keeps ``data`` in a reference cycle until the
-        # cyclic collector runs (which the sink pauses): let the columns go now.
+        # the insert context keeps ``data`` in a reference cycle until the cyclic collector
+        # runs (which the sink pauses): let the columns go now
         data.clear()
+    # the first block starts with the statement clickhouse-connect would send over HTTP
+    chunks[0] = chunks[0][chunks[0].index(b"\n") + 1 :]
+    return b"".join(chunks)
+
+
+def insert_native(client: Client, database: str, spec: TableSpec, block: bytes) -> None:
+    """Insert a :func:`native_block` into ``spec``'s table."""
+    client.raw_insert(f"{database}.{spec.table}", spec.columns, block, fmt="Native")
+
+
+def insert_columns(
+    client: Client,
+    database: str,
+    spec: TableSpec,
+    columns: Sequence[Sequence[Any]],
+    types: InsertTypes,
+) -> None:
+    """Insert rows given as columns (``spec.columns`` order, values as :func:`to_row`'s)."""
+    insert_native(client, database, spec, native_block(client, database, spec, columns, types))
 
 
 def query_events(
@@ -231,8 +267,16 @@ def query_events(
     return [cast(E, from_row(row, spec)) for row in result.named_results()]
 
 
-class ClickHouseSink(Sink):
-    """Writes events to their ClickHouse tables, one column-oriented insert per table per flush.
+@dataclass(frozen=True)
+class _Insert:
+    """One encoded block for one table."""
+
+    event_type: type[Event]
+    block: bytes
+
+
+class ClickHouseSink(Sink[list[_Insert]]):
+    """Writes events to their ClickHouse tables, one Native block per table per batch.
 
     Idempotent: every table is a ReplacingMergeTree on the event's natural key, read with
     ``FINAL`` (see :mod:`sinks.migrations`).
@@ -248,16 +292,17 @@ class ClickHouseSink(Sink):
         """Decode with the table's JSON columns as JSON text (the rows of :func:`to_row`)."""
         return BatchDecoder(event_type, spec_of(event_type).json_columns)
 
-    def write(self, batches: dict[str, list[DecodedBatch[Any]]]) -> None:
-        """Insert the events, one block per event type.
+    def encode(self, batches: dict[str, list[DecodedBatch[Any]]]) -> list[_Insert]:
+        """One Native block per event type (the table's types are read once).
 
         Raises:
-            ClickHouseError: naming the table when an insert failed.
+            ClickHouseError: the table cannot be described, or a value does not fit.
         """
         by_type: dict[type[Event], list[DecodedBatch[Any]]] = {}
         for decoded in batches.values():
             for batch in decoded:
                 by_type.setdefault(batch.event_type, []).append(batch)
+        inserts: list[_Insert] = []
         for event_type, parts in by_type.items():
             spec = spec_of(event_type)
             columns = (
@@ -267,13 +312,29 @@ class ClickHouseSink(Sink):
                     [v for part in parts for v in part.columns[j]] for j in range(len(spec.columns))
                 ]
             )
+            types = self._types.get(event_type)
+            if types is None:
+                types = self._types[event_type] = column_types(self.client, self.database, spec)
             try:
-                types = self._types.get(event_type)
-                if types is None:
-                    types = self._types[event_type] = column_types(self.client, self.database, spec)
-                insert_columns(self.client, self.database, spec, columns, types)
-            except Exception as exc:
+                block = native_block(self.client, self.database, spec, columns, types)
+            except ClickHouseError:
                 self._types.pop(event_type, None)  # the table may have changed: read it again
+                raise
+            inserts.append(_Insert(event_type, block))
+        return inserts
+
+    def write(self, prepared: list[_Insert]) -> None:
+        """Insert the blocks.
+
+        Raises:
+            ClickHouseError: naming the table when an insert failed.
+        """
+        for insert in prepared:
+            spec = spec_of(insert.event_type)
+            try:
+                insert_native(self.client, self.database, spec, insert.block)
+            except Exception as exc:
+                self._types.pop(insert.event_type, None)  # read the table's types again
                 raise ClickHouseError(
                     f"insert into {self.database}.{spec.table} failed: "
                     f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -91,7 +91,7 @@ class SinkCounters:
 class SinkRole:
     """Consumes every event topic and writes it through ``sink`` until :meth:`stop`."""
 
-    def __init__(self, settings: Settings, connection: Mapping[str, str], sink: Sink) -> None:
+    def __init__(self, settings: Settings, connection: Mapping[str, str], sink: Sink[Any]) -> None:
         self.settings = settings
         self.cfg = settings.sink
         self.sink = sink
@@ -138,20 +138,38 @@ class SinkRole:
                 decoded = self._decode(batch, dlq)
                 offsets = _positions(consumer)
                 del batch  # the messages die before the collector runs again
+                prepared = self._prepare(decoded)  # while the writer stores the previous batch
                 if pending is not None:
                     self._finish(pending, writer, consumer, dlq)
-                pending = _Job(decoded, offsets, writer.submit(self._store, decoded))
+                pending = _Job(decoded, offsets, writer.submit(self._write, prepared))
             if idle or self._stop.is_set() or time.monotonic() - started >= _MAX_PAUSE_S:
                 if pending is not None:
                     self._finish(pending, writer, consumer, dlq)
                 return
 
+    def _prepare(self, decoded: list[tuple[str, DecodedBatch[Any]]]) -> object:
+        """The sink's encoded batch, or the :class:`ClickHouseError` encoding it raised."""
+        for topic, events in decoded:
+            self.sink.add(topic, events)
+        try:
+            return self.sink.prepare()
+        except ClickHouseError as exc:
+            return exc
+
+    def _write(self, prepared: object) -> None:
+        """Store a prepared batch (in the writer thread)."""
+        if isinstance(prepared, ClickHouseError):
+            raise prepared
+        if prepared is not None:
+            with gc_paused():
+                self.sink.write(prepared)
+
     def _store(self, decoded: list[tuple[str, DecodedBatch[Any]]]) -> None:
-        """Write one decoded batch (in the writer thread)."""
+        """Prepare and write a decoded batch again (in the writer thread, after a failure)."""
         with gc_paused():
             for topic, events in decoded:
                 self.sink.add(topic, events)
-            self.sink.flush()  # the sink's buffer is cleared even when this fails
+            self.sink.flush()
 
     def _finish(
         self, job: _Job, writer: ThreadPoolExecutor, consumer: Consumer, dlq: Producer
