@@ -208,13 +208,15 @@ class SinkRole:
         oldest = 0.0
         size = self.cfg.batch_size
         while True:
-            for message in consumer.consume(min(1000, size - len(batch)), timeout):
-                if message.error() is not None:
-                    log.warning("sink consumer: %s", message.error())
-                    continue
-                if not batch:
-                    oldest = time.monotonic()
-                batch.append(message)
+            messages = consumer.consume(min(1000, size - len(batch)), timeout)
+            good = [m for m in messages if m.error() is None]
+            if len(good) < len(messages):
+                for message in messages:
+                    if message.error() is not None:
+                        log.warning("sink consumer: %s", message.error())
+            if good and not batch:
+                oldest = time.monotonic()
+            batch += good
             if not batch or len(batch) >= size or self._stop.is_set():
                 return batch
             if time.monotonic() - oldest >= self.cfg.max_wait_s:
