@@ -396,7 +396,7 @@ class BatchDecoder(Generic[E]):
         spec = self._spec
         decode = spec.decoder.decode
         try:
-            structs: list[Any] = [decode(p) for p in payloads]
+            structs: list[Any] = list(map(decode, payloads))
             positions = list(range(len(payloads)))
             declined: list[int] = []
         except Exception:  # whatever it is, pydantic decides

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -229,7 +229,10 @@ class SinkRole:
             by_topic.setdefault(topic or "", []).extend(run)
         decoded: list[tuple[str, DecodedBatch[Any]]] = []
         for topic, messages in by_topic.items():
-            events = self._decoder(topic).decode([m.value() or b"" for m in messages])
+            values: list[bytes | None] = list(map(Message.value, messages))
+            if None in values:  # a tombstone is not an event: it goes to the DLQ
+                values = [v or b"" for v in values]
+            events = self._decoder(topic).decode(cast(list[bytes], values))
             for index, error in events.rejected:
                 self._dead_letter(dlq, messages[index], str(error))
             decoded.append((topic, events))
