@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import clickhouse_connect
+from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
 from clickhouse_connect.driver.transform import NativeTransform
 from pydantic import TypeAdapter
 
@@ -149,6 +151,11 @@ class InsertTypes:
     names: tuple[str, ...]
     ticks: tuple[tuple[int, dt.timedelta | None, int], ...]  # (position, divisor, multiplier)
 
+    @cached_property
+    def types(self) -> tuple[Any, ...]:
+        """clickhouse-connect's type objects, for its Native encoder."""
+        return tuple(get_from_name(name) for name in self.names)
+
 
 def column_types(client: Client, database: str, spec: TableSpec) -> InsertTypes:
     """Read the table's column types (``DESCRIBE``) and derive how to send each column.
@@ -204,12 +211,14 @@ def native_block(
             one = dt.timedelta(microseconds=1)
             data[j] = [(d - _EPOCH) // one * multiplier for d in data[j]]
     try:
-        context = client.create_insert_context(
+        context = InsertContext(
             f"{database}.{spec.table}",
             spec.columns,
-            column_type_names=types.names,
+            types.types,
+            data,
             column_oriented=True,
-            data=data,
+            block_size=max(1, len(data[0])),  # one block: no slicing into 2 MB blocks
+            server_tz=client.server_tz,
         )
         chunks = list(NativeTransform.build_insert(context))
         if context.insert_exception is not None:

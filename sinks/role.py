@@ -139,12 +139,12 @@ class SinkRole:
                 offsets = _positions(consumer)
                 del batch  # the messages die before the collector runs again
                 prepared = self._prepare(decoded)  # while the writer stores the previous batch
-                if pending is not None:
-                    self._finish(pending, writer, consumer, dlq)
+                if pending is not None:  # commits in the stream need not wait for the broker
+                    self._finish(pending, writer, consumer, dlq, wait_commit=False)
                 pending = _Job(decoded, offsets, writer.submit(self._write, prepared))
             if idle or self._stop.is_set() or time.monotonic() - started >= _MAX_PAUSE_S:
                 if pending is not None:
-                    self._finish(pending, writer, consumer, dlq)
+                    self._finish(pending, writer, consumer, dlq, wait_commit=True)
                 return
 
     def _prepare(self, decoded: list[tuple[str, DecodedBatch[Any]]]) -> object:
@@ -172,9 +172,19 @@ class SinkRole:
             self.sink.flush()
 
     def _finish(
-        self, job: _Job, writer: ThreadPoolExecutor, consumer: Consumer, dlq: Producer
+        self,
+        job: _Job,
+        writer: ThreadPoolExecutor,
+        consumer: Consumer,
+        dlq: Producer,
+        *,
+        wait_commit: bool,
     ) -> None:
-        """Wait for a job's write (retrying it, partitions paused, until stored); commit it."""
+        """Wait for a job's write (retrying it, partitions paused, until stored); commit it.
+
+        ``wait_commit=False`` sends the commit without waiting for the broker's answer (the
+        next batch's commit covers it if it fails; a busy period ends with a waited one).
+        """
         delay = self.cfg.retry_base_s
         while True:
             try:
@@ -192,7 +202,10 @@ class SinkRole:
                 job.future = writer.submit(self._store, job.decoded)
         if job.offsets:
             try:
-                consumer.commit(offsets=job.offsets, asynchronous=False)
+                if wait_commit:
+                    consumer.commit(offsets=job.offsets, asynchronous=False)
+                else:
+                    consumer.commit(offsets=job.offsets, asynchronous=True)
             except KafkaException as exc:  # e.g. the partitions moved: they are redelivered
                 log.warning("sink: commit failed (%s); the events will come again", exc)
         for topic, events in job.decoded:
