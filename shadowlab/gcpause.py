@@ -3,8 +3,9 @@
 Decoding a batch of events allocates millions of small objects that reference counting
 frees; the cyclic collector, triggered every few hundred allocations, then re-scans every
 surviving object and made the sink's decode loop 3–5× slower (``bench/sink.py``). Events
-have no reference cycles, so pausing the collector for one batch loses nothing. Pauses
-nest across threads: the collector runs again when the last pause ends.
+have no reference cycles, so pausing the collector while batches flow loses nothing (the
+sink resumes it when idle, and at least every second). Pauses nest across threads: the
+collector runs again when the last pause ends.
 """
 
 from __future__ import annotations

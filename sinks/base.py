@@ -1,49 +1,75 @@
 """A small Sink interface, apart from its implementations (after quix-streams' sinks).
 
-Events are buffered per (topic, partition) with :meth:`Sink.add`; :meth:`Sink.flush` writes
-them all and clears the buffer in ``finally`` (a failed write is retried from Kafka, not from
-memory: the caller did not commit the offsets). Offsets are committed by the caller only after
-``flush`` returned, so delivery is at-least-once and :meth:`Sink.write` must be idempotent.
+The role decodes each batch of a topic with the sink's :meth:`Sink.decoder` (msgspec fast
+path, pydantic for the rest; see :mod:`schemas.fast`) and buffers the valid events with
+:meth:`Sink.add`. Writing has two steps, so the role can prepare batch N+1 while batch N is
+being written: :meth:`Sink.prepare` takes the buffered batches (the buffer is empty
+afterwards, whatever happens) and encodes them, :meth:`Sink.write` stores an encoded payload
+(it may be called again with the same payload after a failure). :meth:`Sink.flush` does both.
+Offsets are committed by the caller only after the write returned, so delivery is
+at-least-once and :meth:`Sink.write` must be idempotent.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from typing import Any, Generic, TypeVar
 
 from schemas import Event
+from schemas.fast import BatchDecoder, DecodedBatch
 
-TopicPartition = tuple[str, int]
+P = TypeVar("P")
 
 
-class Sink(ABC):
-    """Buffers events per (topic, partition); writes them on :meth:`flush`."""
+class Sink(ABC, Generic[P]):
+    """Buffers decoded batches per topic; :meth:`prepare` encodes them, :meth:`write` stores."""
 
     def __init__(self) -> None:
-        self._batches: defaultdict[TopicPartition, list[Event]] = defaultdict(list)
+        self._batches: defaultdict[str, list[DecodedBatch[Any]]] = defaultdict(list)
 
-    def add(self, topic: str, partition: int, event: Event) -> None:
-        """Buffer one decoded, valid event."""
-        self._batches[(topic, partition)].append(event)
+    def decoder(self, event_type: type[Event]) -> BatchDecoder[Any]:
+        """The decoder for a topic of ``event_type`` (a sink may want some fields as JSON)."""
+        return BatchDecoder(event_type)
+
+    def add(self, topic: str, batch: DecodedBatch[Any]) -> None:
+        """Buffer the valid events of one decoded batch."""
+        if batch.count:
+            self._batches[topic].append(batch)
 
     def pending(self) -> int:
-        """Events buffered and not yet written."""
-        return sum(len(batch) for batch in self._batches.values())
+        """Events buffered and not yet prepared."""
+        return sum(b.count for batches in self._batches.values() for b in batches)
+
+    def prepare(self) -> P | None:
+        """Encode every buffered event for :meth:`write` (``None`` when there is none).
+
+        The buffer is cleared whether or not encoding succeeded (a failed batch is retried
+        from Kafka or from the caller's decoded batches, not from this buffer).
+        """
+        try:
+            if not self._batches:
+                return None
+            return self.encode(dict(self._batches))
+        finally:
+            self._batches.clear()
 
     def flush(self) -> int:
-        """Write every buffered event; the buffer is cleared whether or not it succeeded.
+        """Prepare and write every buffered event.
 
         Returns:
             The number of events written.
         """
-        try:
-            if not self._batches:
-                return 0
-            self.write(dict(self._batches))
-            return sum(len(batch) for batch in self._batches.values())
-        finally:
-            self._batches.clear()
+        count = self.pending()
+        prepared = self.prepare()
+        if prepared is not None:
+            self.write(prepared)
+        return count
 
     @abstractmethod
-    def write(self, batches: dict[TopicPartition, list[Event]]) -> None:
-        """Write the batches (idempotently: the same events may come again)."""
+    def encode(self, batches: dict[str, list[DecodedBatch[Any]]]) -> P:
+        """Encode the batches for :meth:`write`."""
+
+    @abstractmethod
+    def write(self, prepared: P) -> None:
+        """Store an encoded payload (idempotently: the same events may come again)."""

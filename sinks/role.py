@@ -1,12 +1,14 @@
 """The sink role: every event topic into ClickHouse, at-least-once, poison to the DLQ.
 
-One consumer group reads every event topic. Each message is decoded as its topic's event
-type; one that cannot be decoded or validated goes to ``<topic>.dlq`` with the error and the
-original bytes (headers ``error``, ``source.topic``, ``source.partition``, ``source.offset``),
-and the loop goes on. Valid events are buffered in a :class:`~sinks.base.Sink` and written
-when the batch is full or old enough; offsets are committed only after the write (and the
-DLQ deliveries) succeeded. While ClickHouse refuses writes the role pauses its partitions,
-keeps its group membership, and retries the same batch with backoff: nothing is lost.
+One consumer group reads every event topic. Each batch of a topic is decoded as its event
+type (:class:`~schemas.fast.BatchDecoder`: msgspec, with the pydantic model deciding whatever
+msgspec declines); a message that cannot be decoded or validated goes to ``<topic>.dlq`` with
+pydantic's error and the original bytes (headers ``error``, ``source.topic``,
+``source.partition``, ``source.offset``), and the loop goes on. Valid events are buffered in a
+:class:`~sinks.base.Sink` and written when the batch is full or old enough; offsets are
+committed only after the write (and the DLQ deliveries) succeeded. While ClickHouse refuses
+writes the role pauses its partitions, keeps its group membership, and retries the same batch
+with backoff: nothing is lost.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, cast
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from schemas import (
     Alert,
     Comparison,
     Event,
-    EventValidationError,
     FeedbackEvent,
     GateDecision,
     Judgement,
@@ -31,6 +35,7 @@ from schemas import (
     RoutingFlags,
     ShadowResult,
 )
+from schemas.fast import BatchDecoder, DecodedBatch
 from shadowlab.exceptions import ClickHouseError
 from shadowlab.gcpause import gc_paused
 from shadowlab.kafka import consumer_config, producer_config
@@ -56,6 +61,24 @@ def topic_types(topics: TopicSettings) -> dict[str, type[Event]]:
     return {name: _TYPES[key] for key, name in topics.event_topics().items()}
 
 
+#: The longest the role keeps the cyclic collector paused while batches keep coming.
+_MAX_PAUSE_S = 1.0
+
+
+@dataclass
+class _Job:
+    """One decoded batch being written, and the offsets to commit once it is stored."""
+
+    decoded: list[tuple[str, DecodedBatch[Any]]]
+    offsets: list[TopicPartition]
+    future: Future[None]
+
+
+def _positions(consumer: Consumer) -> list[TopicPartition]:
+    """The consumer's position (next offset) in each assigned partition it has read."""
+    return [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+
+
 @dataclass
 class SinkCounters:
     """What the sink did (per topic), for logs and tests."""
@@ -68,7 +91,7 @@ class SinkCounters:
 class SinkRole:
     """Consumes every event topic and writes it through ``sink`` until :meth:`stop`."""
 
-    def __init__(self, settings: Settings, connection: Mapping[str, str], sink: Sink) -> None:
+    def __init__(self, settings: Settings, connection: Mapping[str, str], sink: Sink[Any]) -> None:
         self.settings = settings
         self.cfg = settings.sink
         self.sink = sink
@@ -76,54 +99,99 @@ class SinkRole:
         self._types = topic_types(settings.topics)
         self._connection = dict(connection)
         self._stop = threading.Event()
+        self._decoders: dict[str, BatchDecoder[Any]] = {}
 
     def stop(self) -> None:
         """Finish the current batch and return from :meth:`run`."""
         self._stop.set()
 
     def run(self) -> None:
-        """The loop: consume, decode (or dead-letter), write when due, then commit."""
+        """The loop: consume, decode (or dead-letter), write, then commit, until stopped.
+
+        Batch N is written in a writer thread while batch N+1 is consumed and decoded (the
+        engine releases the GIL while it inserts); N's offsets are committed only once N
+        is stored.
+        """
         consumer = Consumer(consumer_config(self._connection, self.cfg.group_id))
         dlq = Producer(producer_config(self._connection, **{"linger.ms": "0"}))
         consumer.subscribe(list(self._types))
-        batch: list[Message] = []
-        oldest = 0.0
+        writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
         try:
             while not self._stop.is_set():
-                for message in consumer.consume(min(1000, self.cfg.batch_size), 0.1):
-                    if message.error() is not None:
-                        log.warning("sink consumer: %s", message.error())
-                        continue
-                    if not batch:
-                        oldest = time.monotonic()
-                    batch.append(message)
-                due = len(batch) >= self.cfg.batch_size or (
-                    batch and time.monotonic() - oldest >= self.cfg.max_wait_s
-                )
-                if due:
-                    self._write(batch, consumer, dlq)
-                    consumer.commit(asynchronous=False)
-                    batch = []
-            if batch:
-                self._write(batch, consumer, dlq)
-                consumer.commit(asynchronous=False)
+                # The collector stays paused while batches flow, and resumes when the role is
+                # idle or at least every _MAX_PAUSE_S, once the batches in flight are gone.
+                with gc_paused():
+                    self._busy_period(consumer, dlq, writer)
         finally:
+            writer.shutdown(wait=True)
             consumer.close()
             dlq.flush(10)
 
-    def _write(self, batch: list[Message], consumer: Consumer, dlq: Producer) -> None:
-        """Decode ``batch`` once, then write it; retry (partitions paused) until stored."""
+    def _busy_period(self, consumer: Consumer, dlq: Producer, writer: ThreadPoolExecutor) -> None:
+        """Pipeline batches until idle, stopped or _MAX_PAUSE_S passed; return with all stored."""
+        started = time.monotonic()
+        pending: _Job | None = None
+        while True:
+            batch = self._collect(consumer, 0.1 if pending is None else 0.01)
+            idle = not batch
+            if batch:
+                decoded = self._decode(batch, dlq)
+                offsets = _positions(consumer)
+                del batch  # the messages die before the collector runs again
+                prepared = self._prepare(decoded)  # while the writer stores the previous batch
+                if pending is not None:  # commits in the stream need not wait for the broker
+                    self._finish(pending, writer, consumer, dlq, wait_commit=False)
+                pending = _Job(decoded, offsets, writer.submit(self._write, prepared))
+            if idle or self._stop.is_set() or time.monotonic() - started >= _MAX_PAUSE_S:
+                if pending is not None:
+                    self._finish(pending, writer, consumer, dlq, wait_commit=True)
+                return
+
+    def _prepare(self, decoded: list[tuple[str, DecodedBatch[Any]]]) -> object:
+        """The sink's encoded batch, or the :class:`ClickHouseError` encoding it raised."""
+        for topic, events in decoded:
+            self.sink.add(topic, events)
+        try:
+            return self.sink.prepare()
+        except ClickHouseError as exc:
+            return exc
+
+    def _write(self, prepared: object) -> None:
+        """Store a prepared batch (in the writer thread)."""
+        if isinstance(prepared, ClickHouseError):
+            raise prepared
+        if prepared is not None:
+            with gc_paused():
+                self.sink.write(prepared)
+
+    def _store(self, decoded: list[tuple[str, DecodedBatch[Any]]]) -> None:
+        """Prepare and write a decoded batch again (in the writer thread, after a failure)."""
         with gc_paused():
-            events = self._decode(batch, dlq)
+            for topic, events in decoded:
+                self.sink.add(topic, events)
+            self.sink.flush()
+
+    def _finish(
+        self,
+        job: _Job,
+        writer: ThreadPoolExecutor,
+        consumer: Consumer,
+        dlq: Producer,
+        *,
+        wait_commit: bool,
+    ) -> None:
+        """Wait for a job's write (retrying it, partitions paused, until stored); commit it.
+
+        ``wait_commit=False`` sends the commit without waiting for the broker's answer (the
+        next batch's commit covers it if it fails; a busy period ends with a waited one).
+        """
         delay = self.cfg.retry_base_s
         while True:
             try:
-                with gc_paused():
-                    for topic, partition, event in events:
-                        self.sink.add(topic, partition, event)
-                    self.sink.flush()  # the sink's buffer is cleared even when this fails
+                job.future.result()
                 if dlq.flush(30) > 0:
                     raise ClickHouseError("dead-letter deliveries are still pending")
+                break
             except ClickHouseError as exc:
                 self.counters.write_failures += 1
                 log.warning(
@@ -131,27 +199,63 @@ class SinkRole:
                 )
                 self._wait_paused(consumer, delay)
                 delay = min(delay * 2, self.cfg.retry_max_s)
-                continue
-            for topic, _partition, _event in events:
-                self.counters.written[topic] = self.counters.written.get(topic, 0) + 1
-            return
-
-    def _decode(self, batch: list[Message], dlq: Producer) -> list[tuple[str, int, Event]]:
-        """The valid events of ``batch``; the others go to the dead-letter topic."""
-        events: list[tuple[str, int, Event]] = []
-        for message in batch:
-            topic = message.topic() or ""
+                job.future = writer.submit(self._store, job.decoded)
+        if job.offsets:
             try:
-                events.append(
-                    (
-                        topic,
-                        message.partition() or 0,
-                        self._types[topic].from_json(message.value() or b""),
-                    )
-                )
-            except EventValidationError as exc:
-                self._dead_letter(dlq, message, str(exc))
-        return events
+                if wait_commit:
+                    consumer.commit(offsets=job.offsets, asynchronous=False)
+                else:
+                    consumer.commit(offsets=job.offsets, asynchronous=True)
+            except KafkaException as exc:  # e.g. the partitions moved: they are redelivered
+                log.warning("sink: commit failed (%s); the events will come again", exc)
+        for topic, events in job.decoded:
+            self.counters.written[topic] = self.counters.written.get(topic, 0) + events.count
+
+    def _collect(self, consumer: Consumer, timeout: float) -> list[Message]:
+        """Consume until a batch is due (full, or its oldest message waited ``max_wait_s``).
+
+        Returns an empty list after one empty poll (``timeout`` seconds), so an idle role does
+        not hold the collector paused; stopping returns what was consumed so far.
+        """
+        batch: list[Message] = []
+        oldest = 0.0
+        size = self.cfg.batch_size
+        while True:
+            messages = consumer.consume(min(1000, size - len(batch)), timeout)
+            good = [m for m in messages if m.error() is None]
+            if len(good) < len(messages):
+                for message in messages:
+                    if message.error() is not None:
+                        log.warning("sink consumer: %s", message.error())
+            if good and not batch:
+                oldest = time.monotonic()
+            batch += good
+            if not batch or len(batch) >= size or self._stop.is_set():
+                return batch
+            if time.monotonic() - oldest >= self.cfg.max_wait_s:
+                return batch
+
+    def _decode(self, batch: list[Message], dlq: Producer) -> list[tuple[str, DecodedBatch[Any]]]:
+        """The valid events of ``batch`` per topic; the others go to the dead-letter topic."""
+        by_topic: dict[str, list[Message]] = {}
+        for topic, run in groupby(batch, key=Message.topic):
+            by_topic.setdefault(topic or "", []).extend(run)
+        decoded: list[tuple[str, DecodedBatch[Any]]] = []
+        for topic, messages in by_topic.items():
+            values: list[bytes | None] = list(map(Message.value, messages))
+            if None in values:  # a tombstone is not an event: it goes to the DLQ
+                values = [v or b"" for v in values]
+            events = self._decoder(topic).decode(cast(list[bytes], values))
+            for index, error in events.rejected:
+                self._dead_letter(dlq, messages[index], str(error))
+            decoded.append((topic, events))
+        return decoded
+
+    def _decoder(self, topic: str) -> BatchDecoder[Any]:
+        decoder = self._decoders.get(topic)
+        if decoder is None:
+            decoder = self._decoders[topic] = self.sink.decoder(self._types[topic])
+        return decoder
 
     def _dead_letter(self, dlq: Producer, message: Message, reason: str) -> None:
         topic = message.topic() or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -12,11 +13,12 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
+from schemas import EventValidationError, RequestEvent
 from shadowlab.exceptions import ClickHouseError
 from shadowlab.kafka import ensure_topics
 from shadowlab.settings import Settings, load_settings
 from shadowlab.testing import produce, read_messages, run_until, sample_request
-from sinks.clickhouse import TABLES, ClickHouseSink
+from sinks.clickhouse import TABLES, ClickHouseSink, query_events
 from sinks.migrations import apply_migrations
 from sinks.role import SinkRole, topic_types
 from tests.samples import sample_events
@@ -142,7 +144,38 @@ def test_sink_buffer_is_cleared_after_a_failed_write(
     clickhouse: Client,
 ) -> None:
     sink = ClickHouseSink(clickhouse, "no_such_database_here")
-    sink.add("t", 0, sample_request())
+    sink.add("t", sink.decoder(RequestEvent).decode([sample_request().to_json()]))
+    assert sink.pending() == 1
     with pytest.raises(ClickHouseError, match=r"no_such_database_here\.requests failed"):
         sink.flush()
     assert sink.pending() == 0
+
+
+def test_what_only_pydantic_accepts_is_stored_as_pydantic_reads_it(
+    kafka: dict[str, str], clickhouse: Client, ch_db: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    ensure_topics(kafka, settings.topics.partitions_of())
+    topic = settings.topics.requests
+    base = json.loads(sample_request(request_id="f0").to_json())
+    sent = {
+        "f0": base,  # the fast path
+        "f1": {**base, "request_id": "f1", "event_time": 1_700_000_000},  # a unix time
+        "f2": {**base, "request_id": "f2", "event_time": "2026-11-20T12:00:00.1234567Z"},
+        "f3": {**base, "request_id": "f3", "latency_ms": -1},  # invalid
+    }
+    producer = Producer(kafka)
+    for key, data in sent.items():
+        producer.produce(topic, value=json.dumps(data).encode(), key=key.encode())
+    producer.flush(10)
+    role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
+    run_until(role, lambda: role.counters.written.get(topic, 0) >= 3)
+    stored = {e.request_id: e for e in query_events(clickhouse, ch_db, RequestEvent)}
+    assert sorted(stored) == ["f0", "f1", "f2"]
+    for key, event in stored.items():
+        assert event == RequestEvent.from_json(json.dumps(sent[key]))
+    assert stored["f2"].event_time.microsecond == 123456  # truncated, as pydantic does
+    [dead] = read_messages(kafka, topic + ".dlq", count=1)
+    with pytest.raises(EventValidationError) as reference:
+        RequestEvent.from_json(json.dumps(sent["f3"]))
+    assert dict(dead.headers() or [])["error"] == str(reference.value).encode()
