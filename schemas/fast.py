@@ -135,6 +135,13 @@ class _Deriver:
                     raise TypeError(f"{where}: a datetime with a default has no fast path")
                 fields.append(_Field(name, str, default, datetime=True))
                 continue
+            optional = _optional_datetime(annotation)
+            if optional is not None:
+                _check_metadata(where, _flatten([*metadata, *optional], where), allowed=(Strict,))
+                if default is not None:
+                    raise TypeError(f"{where}: an optional datetime defaults to None only")
+                fields.append(_Field(name, str | None, default, datetime=True))
+                continue
             patterns: list[str] = []
             wire = self.convert(annotation, metadata, nested=False, where=where, patterns=patterns)
             if len(patterns) > 1:
@@ -526,8 +533,31 @@ def wire_struct(event_type: type[Event]) -> type[msgspec.Struct]:
     return cast(type[msgspec.Struct], _spec(event_type).decoder.type)
 
 
+def _optional_datetime(annotation: Any) -> list[Any] | None:
+    """The metadata of ``AwareDatetime | None`` (``None``: ``annotation`` is not that)."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return None
+    args = get_args(annotation)
+    others = [a for a in args if a is not type(None)]
+    if len(args) != 2 or len(others) != 1:
+        return None
+    inner, extra = others[0], []
+    if get_origin(inner) is Annotated:
+        inner, *extra = get_args(inner)
+    return list(extra) if inner is AwareDatetime else None
+
+
 def _aware_datetimes(texts: Sequence[Any], bad: set[int]) -> Sequence[Any]:
-    """Parse a column of datetime texts in one call; mark the ones pydantic must read."""
+    """Parse a column of datetime texts (``None`` stays ``None``); mark what pydantic must read."""
+    if any(t is None for t in texts):
+        present = [k for k, t in enumerate(texts) if t is not None]
+        inner: set[int] = set()
+        parsed = _aware_datetimes([texts[k] for k in present], inner)
+        column: list[Any] = [None] * len(texts)
+        for k, value in zip(present, parsed, strict=True):
+            column[k] = value
+        bad.update(present[i] for i in inner)
+        return column
     if _LONG_FRACTION.search("\n".join(texts)):
         bad.update(k for k, t in enumerate(texts) if _LONG_FRACTION.search(t))
     try:
