@@ -22,6 +22,11 @@ ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Millis = Annotated[float, Field(ge=0, le=3_600_000, allow_inf_nan=False)]
 #: A token count.
 Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
+#: A count stored as ClickHouse ``UInt32``: larger values are rejected, never wrapped.
+Count32 = Annotated[int, Field(ge=0, le=4_294_967_295)]
+#: A counter or version stored as ClickHouse ``UInt64``; capped at 2**63 - 1, the fast
+#: decoder's (msgspec) limit and far beyond any real version or count.
+Count64 = Annotated[int, Field(ge=0, le=9_223_372_036_854_775_807)]
 #: US dollars.
 Usd = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 #: A timezone-aware instant; ISO-8601 strings are accepted from Python dicts too.

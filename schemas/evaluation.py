@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from schemas._base import (
+    Count32,
     Event,
     Identifier,
     Millis,
@@ -94,8 +95,8 @@ class Judgement(Event):
     judge_model: ModelName
     #: Faithfulness on 1–5 (1 + 4 × supported/total); empty when no score could be given.
     score: Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)] | None = None
-    claims_total: Annotated[int, Field(ge=0)] | None = None
-    claims_supported: Annotated[int, Field(ge=0)] | None = None
+    claims_total: Count32 | None = None
+    claims_supported: Count32 | None = None
     #: Pairwise: which answer the judge preferred, after asking in both orders.
     preference: Literal["primary", "candidate", "tie"] | None = None
     #: Why there is no score (refusal, unusable judge output…).

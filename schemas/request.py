@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas._base import (
+    Count64,
     Event,
     Identifier,
     Millis,
@@ -105,7 +106,7 @@ class RequestEvent(_ModelCall):
     #: The model that served the request, and why (the Router's arm).
     model: ModelName
     arm: Arm
-    flags_version: Annotated[int, Field(ge=0)] | None = None
+    flags_version: Count64 | None = None
     #: False for requests that must never be sent to another model (PII, contracts…).
     replayable: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas._base import Event, Identifier, ModelName, RouteName, ShortText, Timestamp
+from schemas._base import Count64, Event, Identifier, ModelName, RouteName, ShortText, Timestamp
 
 Stage = Literal["offline", "shadow", "canary", "promoted", "rolled_back"]
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -19,7 +19,7 @@ class RoutingFlags(Event):
 
     route: RouteName
     #: Strictly increasing per route; a reader never applies an older version over a newer.
-    version: Annotated[int, Field(ge=0)]
+    version: Count64
     stage: Stage
     primary: ModelName
     canary: ModelName | None = None
@@ -62,7 +62,7 @@ class GateDecision(Event):
     window_end: Timestamp
     #: The controller's clock: the event-time watermark when it decided.
     decided_at: Timestamp
-    n: Annotated[int, Field(ge=0)]
+    n: Count64
     value: float | None = None
     baseline: float | None = None
     threshold: float | None = None
@@ -72,7 +72,7 @@ class GateDecision(Event):
     #: What the controller did because of it.
     action: Literal["none", "hold", "advance", "promote", "rollback"] = "none"
     sql: Annotated[str, Field(max_length=20_000)] = ""
-    flags_version: Annotated[int, Field(ge=0)] | None = None
+    flags_version: Count64 | None = None
     candidate: ModelName | None = None
     baseline_model: ModelName | None = None
 
@@ -94,4 +94,4 @@ class Alert(Event):
     message: ShortText
     gate: str | None = None
     decision_id: Identifier | None = None
-    flags_version: Annotated[int, Field(ge=0)] | None = None
+    flags_version: Count64 | None = None
