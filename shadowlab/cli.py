@@ -25,14 +25,12 @@ from shadowlab.cli_flags import flags_app
 from shadowlab.cli_rollout import gates_app, rollout_app
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
+from shadowlab.roles import ROLE_NAMES, build_role
 from shadowlab.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-    from processors.join import JoinRole
-    from processors.judge.role import JudgeRole
-    from processors.shadow import ShadowRole
     from shadowlab.testing import Role
 
 app = typer.Typer(
@@ -183,7 +181,11 @@ def init() -> None:
     _migrate(settings)
 
 
-ROLES = ("shadow", "join", "judge", "sink", "gates")
+ROLES = ROLE_NAMES
+
+
+def _no_stage(_route: str) -> str | None:
+    return None  # the sink and gates roles do not follow the stage
 
 
 def serve(role: Role) -> None:
@@ -238,11 +240,8 @@ def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) 
             current = flags.flags(route)
             return current.stage if current else None
 
-        role: ShadowRole | JoinRole | JudgeRole
+        role = build_role(role_name, settings, connection, stage_of=stage_of)
         if role_name == "judge":
-            from processors.judge.role import JudgeRole  # noqa: PLC0415
-
-            role = JudgeRole(settings, connection, stage_of=stage_of)
             judge = settings.judge
             budget = f"${judge.max_usd_per_hour:g}/hour" if judge.max_usd_per_hour else "no budget"
             banner = (
@@ -251,17 +250,11 @@ def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) 
                 f"({budget}) → {topics.judgements}"
             )
         elif role_name == "join":
-            from processors.join import JoinRole  # noqa: PLC0415 - faust is slow to import
-
-            role = JoinRole(settings, connection["bootstrap.servers"], stage_of=stage_of)
             banner = (
                 f"join role: {topics.requests} ⋈ {topics.shadow} → {topics.comparisons} "
                 f"(window {settings.join.window_s:g} s)"
             )
         else:
-            from processors.shadow import ShadowRole  # noqa: PLC0415
-
-            role = ShadowRole(settings, connection, stage_of=stage_of)
             banner = (
                 f"shadow role: {sum(len(r.candidates) for r in settings.routes)} "
                 f"candidate(s) on {len(settings.routes)} route(s)"
@@ -270,15 +263,17 @@ def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) 
         try:
             serve(role)
         finally:
-            role.report()
+            report = getattr(role, "report", None)  # the shadow, join and judge roles log one
+            if callable(report):
+                report()
 
 
 def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
-    from sinks.clickhouse import ClickHouseSink  # noqa: PLC0415
     from sinks.role import SinkRole  # noqa: PLC0415
 
     with _clickhouse(settings, migrate=True) as client:
-        role = SinkRole(settings, connection, ClickHouseSink(client, settings.clickhouse.database))
+        role = build_role("sink", settings, connection, stage_of=_no_stage, clickhouse=client)
+        assert isinstance(role, SinkRole)  # noqa: S101 - narrows the type
         console.print(
             f"sink role: every event topic → {settings.clickhouse.redacted_dsn(settings.data_dir)}"
             "; Ctrl-C stops"
@@ -293,7 +288,8 @@ def _run_gates(settings: Settings, connection: dict[str, str]) -> None:
     from processors.gates.role import GatesRole  # noqa: PLC0415
 
     with _clickhouse(settings, migrate=True) as client:
-        role = GatesRole(settings, connection, client)
+        role = build_role("gates", settings, connection, stage_of=_no_stage, clickhouse=client)
+        assert isinstance(role, GatesRole)  # noqa: S101 - narrows the type
         plan = settings.rollout
         console.print(
             f"gates role: a tick every {plan.tick_s:g} s of event time, family-wise "
