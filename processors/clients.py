@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+
 import openai
 
 from shadowlab.settings import ModelEndpoint
+from shadowlab.simulator import LATENCY_HEADER, TTFT_HEADER
 
 
 def model_client(endpoint: ModelEndpoint, *, max_retries: int) -> openai.AsyncOpenAI:
@@ -23,3 +27,20 @@ def model_client(endpoint: ModelEndpoint, *, max_retries: int) -> openai.AsyncOp
         timeout=endpoint.timeout_s,
         max_retries=max_retries,
     )
+
+
+def reported_timings(headers: Mapping[str, str] | None) -> tuple[float | None, float | None]:
+    """(latency, TTFT) in ms reported by a time-compressing simulator, else ``(None, None)``.
+
+    A real endpoint never sends these headers, so its calls keep their wall-clock timings; a
+    simulator replaying 100× faster than real time reports the latencies it simulated.
+    """
+    if headers is None:
+        return None, None
+    timings: list[float | None] = []
+    for name in (LATENCY_HEADER, TTFT_HEADER):
+        value: float | None = None
+        with contextlib.suppress(TypeError, ValueError):
+            value = float(headers.get(name) or "")
+        timings.append(value)
+    return timings[0], timings[1]

@@ -38,7 +38,7 @@ from confluent_kafka import (
 )
 
 from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
-from processors.clients import model_client
+from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from shadowlab.kafka import consumer_config, producer_config
 from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
@@ -361,8 +361,8 @@ async def replay(
     while True:
         attempt += 1
         started = time.perf_counter()
-        outcome = await _call(client, model, kwargs, headers, started)
-        latency_ms = (time.perf_counter() - started) * 1000
+        outcome = await stream_call(client, model, kwargs, headers, started)
+        latency_ms = outcome["reported_ms"] or (time.perf_counter() - started) * 1000
         error = outcome.get("error")
         if error is None:
             return _result(event, endpoint, attempt, latency_ms, outcome, "ok", None)
@@ -396,19 +396,25 @@ def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | No
     return cfg.backoff_base_s * 2 ** (attempt - 1) if retryable else None
 
 
-async def _call(
+async def stream_call(
     client: openai.AsyncOpenAI,
     model: str,
     kwargs: dict[str, Any],
     headers: dict[str, str],
     started: float,
 ) -> dict[str, Any]:
-    """One streamed call: answer, TTFT and usage, or the exception."""
+    """One streamed call: answer, TTFT, usage and a simulator's timings, or the exception.
+
+    Returns a dict with ``answer``, ``ttft_ms``, ``prompt_tokens``, ``completion_tokens``,
+    ``reported_ms`` (a time-compressing simulator's latency, else None) and, on failure,
+    ``error`` (the ``openai`` exception). ``started`` is the ``perf_counter`` of the call.
+    """
     out: dict[str, Any] = {
         "answer": None,
         "ttft_ms": None,
         "prompt_tokens": 0,
         "completion_tokens": 0,
+        "reported_ms": None,
     }
     completions: Any = client.chat.completions
     try:
@@ -419,6 +425,7 @@ async def _call(
             extra_headers=headers,
             **kwargs,
         )
+        reported_ms, reported_ttft_ms = reported_timings(stream.response.headers)
         parts: list[str] = []
         async for chunk in stream:
             if chunk.usage is not None:
@@ -429,6 +436,11 @@ async def _call(
                     out["ttft_ms"] = (time.perf_counter() - started) * 1000
                 parts.append(chunk.choices[0].delta.content)
         out["answer"] = "".join(parts)
+        if reported_ms is not None:  # a time-compressing simulator: its simulated timings
+            out["reported_ms"], out["ttft_ms"] = reported_ms, reported_ttft_ms
+    except openai.APIStatusError as exc:
+        out["error"] = exc
+        out["reported_ms"] = reported_timings(exc.response.headers)[0]
     except openai.OpenAIError as exc:
         out["error"] = exc
     return out

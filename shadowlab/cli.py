@@ -20,6 +20,7 @@ from rich.table import Table
 import schemas
 from shadowlab import __version__
 from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
+from shadowlab.cli_demo import demo_command
 from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
 from shadowlab.cli_rollout import gates_app, rollout_app
@@ -47,6 +48,7 @@ app.add_typer(flags_app, name="flags")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(gates_app, name="gates")
 app.command("eval")(eval_command)
+app.command("demo")(demo_command)
 
 console = Console()
 err_console = Console(stderr=True)

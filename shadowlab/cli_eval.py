@@ -178,34 +178,46 @@ def eval_command(
         settings.model(name)  # unknown model: a ConfigError naming the known ones
     chosen: Matcher = matcher  # type: ignore[assignment]
     items = _read_golden(golden, chosen, strict=strict)
-    started = dt.datetime.now(dt.UTC)
     judge = judge or settings.judge.model
     if judge is None:
         err_console.print("no judge model (`judge.model` or --judge): faithfulness is not scored")
-    results = asyncio.run(_run_both(settings, models, items, chosen, concurrency, judge))
+    run = run_evaluation(
+        settings, models, items, golden, matcher=chosen, concurrency=concurrency, judge=judge,
+        threshold=threshold, route=route,
+    )  # fmt: skip
+    flipped = flips(run.results["current"], run.results["candidate"])
+    print_run(run, flipped.broken, flipped.fixed)
+    if store:
+        with clickhouse_client(settings, migrate=True) as client:
+            store_run(client, settings.clickhouse.database, run)
+            if route is not None:
+                publish_offline(settings, client, run, route)
+    if json_out is not None:
+        document = run_json(run, {"broken": flipped.broken, "fixed": flipped.fixed})
+        json_out.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    raise typer.Exit(EXIT[run.gate.outcome])
+
+
+def run_evaluation(
+    settings: Settings, models: dict[str, str], items: list[GoldenItem], golden: Path, *,
+    matcher: Matcher, concurrency: int, judge: str | None, threshold: float, route: str | None,
+) -> EvalRun:  # fmt: skip
+    """Ask both models (``current``, ``candidate``) every item and decide the offline gate."""
+    started = dt.datetime.now(dt.UTC)
+    results = asyncio.run(_run_both(settings, models, items, matcher, concurrency, judge))
     summaries = {role: summarise(models[role], results[role]) for role in models}
     correct = {role: [r.correct for r in results[role]] for role in models}
     gate = accuracy_gate(correct["current"], correct["candidate"], threshold=threshold)
-    run = EvalRun(
+    return EvalRun(
         run_id=f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", started_at=started,
         finished_at=dt.datetime.now(dt.UTC), golden_file=str(golden),
         golden_sha256=hashlib.sha256(golden.read_bytes()).hexdigest(), matcher=matcher,
         route=route, summaries=summaries, results=results, gate=gate,
     )  # fmt: skip
-    flipped = flips(results["current"], results["candidate"])
-    _report(run, flipped.broken, flipped.fixed)
-    if store:
-        with clickhouse_client(settings, migrate=True) as client:
-            store_run(client, settings.clickhouse.database, run)
-            if route is not None:
-                _publish(settings, client, run, route)
-    if json_out is not None:
-        document = run_json(run, {"broken": flipped.broken, "fixed": flipped.fixed})
-        json_out.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-    raise typer.Exit(EXIT[gate.outcome])
 
 
-def _report(run: EvalRun, broken: list[str], fixed: list[str]) -> None:
+def print_run(run: EvalRun, broken: list[str], fixed: list[str]) -> None:
+    """Print the side-by-side table, the flipped items and the gate."""
     console.print(_table(dict(run.summaries)))
     console.print(f"right → wrong ({len(broken)}): {', '.join(broken) or '-'}")
     console.print(f"wrong → right ({len(fixed)}): {', '.join(fixed) or '-'}")
@@ -223,7 +235,7 @@ def _report(run: EvalRun, broken: list[str], fixed: list[str]) -> None:
     )
 
 
-def _publish(settings: Settings, client: object, run: EvalRun, route: str) -> None:
+def publish_offline(settings: Settings, client: object, run: EvalRun, route: str) -> None:
     """Store the offline decision in ClickHouse and publish it on ``gate.decisions``."""
     from confluent_kafka import Producer  # noqa: PLC0415
 

@@ -5,7 +5,9 @@ to the real ``openai`` client. Each simulated model has a profile: latency (medi
 a log-normal), rates of 500 errors, 429s (with ``Retry-After``) and hangs past the client's
 timeout, answer length, and answer quality (the probability of answering correctly from the
 context, and of adding an unsupported claim). Outcomes are deterministic for
-(seed, model, request): the same request gets the same answer, latency and fate.
+(seed, model, request): the same request gets the same answer, latency and fate. How hard a
+request is, is shared by all models: a model with a higher ``p_correct`` answers correctly
+every request a lower one does.
 
 System messages are the context; the last user message is the question. A correct answer is
 the context sentence that best matches the question; a wrong one is a fixed evasive sentence;
@@ -174,7 +176,8 @@ def decide(profile: ModelProfile, seed: int, request: dict[str, Any]) -> Outcome
         (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
     answer = WRONG_ANSWER
-    if rng.random() < profile.p_correct:
+    rng.random()  # the model's own draw (kept so the other draws stay as they were)
+    if _difficulty(seed, canonical) < profile.p_correct:
         answer = _best_sentence(context, question) or WRONG_ANSWER
     if rng.random() >= profile.p_faithful:
         answer = f"{answer} {UNSUPPORTED_CLAIM}"
@@ -190,6 +193,18 @@ def decide(profile: ModelProfile, seed: int, request: dict[str, Any]) -> Outcome
         _tokens(prompt),
         _tokens(answer),
     )
+
+
+def _difficulty(seed: int, canonical: str) -> float:
+    """How hard a request is, in [0, 1): the same for every model.
+
+    A model answers correctly when this is below its ``p_correct``, so a better model gets a
+    superset of a worse one's questions right, as models do on a golden set (hard questions
+    are hard for all of them); independent draws would make two equal models disagree on
+    ~2 p (1 − p) of the items.
+    """
+    digest = hashlib.sha256(f"{seed}|difficulty|{canonical}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _best_sentence(context: str, question: str) -> str:
@@ -284,12 +299,15 @@ class _Server:
             return response
         if outcome.kind in ("error", "hang"):
             await asyncio.sleep(outcome.latency_s * scale)
-            return _error(500, "server_error", "simulated server error")
+            response = _error(500, "server_error", "simulated server error")
+            response.headers.update(_timing_headers(outcome, scale))
+            return response
         if body.get("stream"):
             return await self._stream(request, body, outcome, scale)
         await asyncio.sleep(outcome.latency_s * scale)
         return web.json_response(
-            {
+            headers=_timing_headers(outcome, scale),
+            data={
                 "id": f"chatcmpl-sim-{self.requests}",
                 "object": "chat.completion",
                 "created": int(time.time()),
@@ -302,13 +320,15 @@ class _Server:
                     }
                 ],
                 "usage": _usage(outcome),
-            }
+            },
         )
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], outcome: Outcome, scale: float
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", **_timing_headers(outcome, scale)}
+        )
         await response.prepare(request)
         words = outcome.answer.split(" ")
         base = {
@@ -318,15 +338,20 @@ class _Server:
             "model": body["model"],
         }
         await asyncio.sleep(outcome.ttft_s * scale)
-        rest = (outcome.latency_s - outcome.ttft_s) * scale / max(1, len(words) - 1)
+        rest = (outcome.latency_s - outcome.ttft_s) * scale
+        # compressed time reports its timings in headers: the words go out at once, then the
+        # rest of the latency passes (a sleep per word would cost more than it simulates)
+        paced = scale == 1.0
         for i, word in enumerate(words):
-            if i:
-                await asyncio.sleep(rest)
+            if i and paced:
+                await asyncio.sleep(rest / max(1, len(words) - 1))
             delta = {"content": word if i == 0 else f" {word}"}
             if i == 0:
                 delta["role"] = "assistant"
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if not paced:
+            await asyncio.sleep(rest)
         final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(final)}\n\n".encode())
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -339,6 +364,12 @@ class _Server:
 
 #: Request header carrying the event time of a (replayed) request, for drift profiles.
 EVENT_TIME_HEADER = "X-Shadowlab-Event-Time"
+#: Response headers of a time-compressing simulator (``time_scale`` ≠ 1): the latency and
+#: time to first token it simulated, in simulated milliseconds. Clients record these instead
+#: of their wall-clock measurements (see :func:`processors.clients.reported_timings`), so a
+#: replay compressed 100× still records the model's latencies. Real endpoints never send them.
+LATENCY_HEADER = "X-Shadowlab-Simulated-Latency-Ms"
+TTFT_HEADER = "X-Shadowlab-Simulated-Ttft-Ms"
 
 
 def _event_time(request: web.Request) -> dt.datetime:
@@ -349,6 +380,16 @@ def _event_time(request: web.Request) -> dt.datetime:
             if parsed.tzinfo is not None:
                 return parsed
     return dt.datetime.now(dt.UTC)
+
+
+def _timing_headers(outcome: Outcome, scale: float) -> dict[str, str]:
+    """The simulated latency and TTFT, when time is compressed (else the wall clock is right)."""
+    if scale == 1.0:
+        return {}
+    return {
+        LATENCY_HEADER: f"{outcome.latency_s * 1000:.3f}",
+        TTFT_HEADER: f"{outcome.ttft_s * 1000:.3f}",
+    }
 
 
 def _usage(outcome: Outcome) -> dict[str, int]:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from confluent_kafka import Producer
@@ -133,6 +133,15 @@ class TrafficDriver:
             self._send(self.topics.judgements, request.request_id, judgement)
 
 
+class ChunkDriver(Protocol):
+    """Traffic of one route produced a chunk of event time at a time."""
+
+    route: str
+
+    def chunk(self, start: dt.datetime, seconds: float) -> None:
+        """Produce ``seconds`` of traffic from event time ``start``."""
+
+
 class Lockstep:
     """Replays traffic one tick at a time, each after the controller decided the one before.
 
@@ -149,7 +158,7 @@ class Lockstep:
 
     def __init__(
         self,
-        driver: TrafficDriver,
+        driver: ChunkDriver,
         controller: Callable[[], GatesRole],
         router: Router,
         *,
