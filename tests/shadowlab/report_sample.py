@@ -5,7 +5,8 @@ Used by the report tests and ``scripts/report_screenshot.py``. The story (event 
 25 % at 14 h, 50 % at 26 h; rolled back at 40 h by ``canary.p95_latency`` (the candidate is
 about 30 % slower); the override serves everyone afterwards. Every hour the gates of the
 stage in force are decided (hold), and the ticks that moved the rollout carry its action.
-Some texts carry HTML (``<script>``), to check that the report escapes them.
+Some texts carry HTML (``<script>``), to check that the report escapes them (not with
+``markup=False``, for pictures).
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ PRIMARY, CANDIDATE = "gpt-4", "gpt-4o"
 STEPS = ((2, "shadow", 0), (8, "canary", 500), (14, "canary", 2500), (26, "canary", 5000),
          (40, "rolled_back", 0))  # fmt: skip
 ROLLBACK_HOUR = 40
-ROLLBACK_REASON = (
-    "gate failed: canary.p95_latency = 1.31 [1.2, 1.4] vs threshold 1.1 (n=900) "
-    "<script>alert('reason')</script>"
-)
+PLAIN_REASON = "gate failed: canary.p95_latency = 1.31 [1.2, 1.4] vs threshold 1.1 (n=900)"
+ROLLBACK_REASON = f"{PLAIN_REASON} <script>alert('reason')</script>"
 #: A gate name with markup (gate names are free text up to 64 characters).
 ODD_GATE = "<script>alert(1)</script>"
 _GATES = {
@@ -81,7 +80,7 @@ def stage_at(hours: float) -> tuple[str, int]:
     return stage, weight
 
 
-def _flags() -> list[RoutingFlags]:
+def _flags(*, markup: bool) -> list[RoutingFlags]:
     common: dict[str, Any] = {"route": ROUTE, "salt": "s1", "changed_by": "shadowlab-gates"}
     before = T0 - dt.timedelta(days=1)
     out = [
@@ -89,8 +88,8 @@ def _flags() -> list[RoutingFlags]:
                             "changed_at": before, "changed_by": "alice"}),
         RoutingFlags.parse({**common, "version": 2, "stage": "offline", "primary": PRIMARY,
                             "canary": CANDIDATE, "shadow_candidates": [CANDIDATE],
-                            "changed_at": before, "changed_by": "ops <b>bob</b>",
-                            "reason": "cheaper"}),
+                            "changed_at": before, "reason": "cheaper",
+                            "changed_by": "ops <b>bob</b>" if markup else "bob"}),
     ]  # fmt: skip
     for version, (hour, stage, weight) in enumerate(STEPS, start=3):
         rolled_back = stage == "rolled_back"
@@ -100,7 +99,8 @@ def _flags() -> list[RoutingFlags]:
                  "canary": CANDIDATE, "canary_weight_bp": weight,
                  "override": PRIMARY if rolled_back else None,
                  "changed_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),  # wall clock: not used
-                 "reason": ROLLBACK_REASON if rolled_back else f"advance to {stage}",
+                 "reason": (ROLLBACK_REASON if markup else PLAIN_REASON) if rolled_back
+                 else f"advance to {stage}",
                  "stage_since": at(hour), "step_since": at(hour)}
             )
         )  # fmt: skip
@@ -118,7 +118,7 @@ def _decision(hour: int, stage: str, gate: str, outcome: str, action: str) -> Ga
     )  # fmt: skip
 
 
-def _decisions() -> list[GateDecision]:
+def _decisions(*, markup: bool) -> list[GateDecision]:
     moves = {hour: stage for hour, stage, _ in STEPS}
     out: list[GateDecision] = []
     for hour in range(1, ROLLBACK_HOUR + 1):
@@ -132,7 +132,8 @@ def _decisions() -> list[GateDecision]:
             else:
                 outcome, action = "inconclusive", "hold"
             out.append(_decision(hour, stage, gate, outcome, action))
-    out.append(_decision(30, "canary", ODD_GATE, "inconclusive", "hold"))
+    if markup:
+        out.append(_decision(30, "canary", ODD_GATE, "inconclusive", "hold"))
     return out
 
 
@@ -141,10 +142,13 @@ def _call(rng: np.random.Generator, median_ms: float, error_rate: float) -> tupl
     return latency, "error" if rng.random() < error_rate else "ok"
 
 
-def rollout(seed: int = 0, per_hour: int = 120) -> Rollout:
-    """The rollout's events: ``per_hour`` requests per hour of event time for 72 hours."""
+def rollout(seed: int = 0, per_hour: int = 120, *, markup: bool = True) -> Rollout:
+    """The rollout's events: ``per_hour`` requests per hour of event time for 72 hours.
+
+    With ``markup``, a flags reason, an author and a gate name carry HTML.
+    """
     rng = np.random.default_rng(seed)
-    out = Rollout(flags=_flags(), decisions=_decisions())
+    out = Rollout(flags=_flags(markup=markup), decisions=_decisions(markup=markup))
     offsets = np.sort(rng.uniform(0, HOURS * 3600, size=HOURS * per_hour))
     for i, offset in enumerate(offsets):
         t = T0 + dt.timedelta(seconds=float(offset))
