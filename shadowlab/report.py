@@ -239,7 +239,9 @@ def decision_markers(
     for d in decisions:
         if d.action in MOVES:
             ticks.setdefault((utc(d.window_end), d.action), []).append(d)
-    at = dict(zip(instants, flags, strict=True))
+    at: dict[dt.datetime, FlagsVersion] = {}
+    for t, version in zip(instants, flags, strict=True):
+        at.setdefault(t, version)  # the controller's change, not a later change by hand
     markers = []
     for (t, action), moved in sorted(ticks.items()):
         markers.append(Marker(t, _marker_label(action, moved, at.get(t)), ACTION_COLOURS[action]))
@@ -565,10 +567,8 @@ def _rows(client: Any, database: str, sql: str, **parameters: Any) -> list[tuple
     return [tuple(row) for row in result.result_rows]
 
 
-def _span(
-    counts: dict[str, int], rows: Sequence[tuple[Any, ...]]
-) -> tuple[dt.datetime, dt.datetime] | None:
-    present = [(utc(lo), utc(hi)) for table, n, lo, hi in rows if n and counts.get(table)]
+def _span(rows: Sequence[tuple[Any, ...]]) -> tuple[dt.datetime, dt.datetime] | None:
+    present = [(utc(lo), utc(hi)) for _, n, lo, hi in rows if n]
     if not present:
         return None
     return min(lo for lo, _ in present), max(hi for _, hi in present)
@@ -585,7 +585,7 @@ def load(client: Any, database: str, route: str) -> ReportData:
         raise ConfigError(f"database name {database!r} is not a plain identifier")
     span_rows = _rows(client, database, _SPAN_SQL, route=route)
     counts = {str(table): int(n) for table, n, _, _ in span_rows}
-    span = _span(counts, span_rows)
+    span = _span(span_rows)
     flags = tuple(FlagsVersion(*row) for row in _rows(client, database, _FLAGS_SQL, route=route))
     decisions = tuple(Decision(*row) for row in _rows(client, database, _DECISIONS_SQL,
                                                         route=route))  # fmt: skip
