@@ -23,6 +23,7 @@ from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.cli_demo import demo_command
 from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
+from shadowlab.cli_report import report_command
 from shadowlab.cli_rollout import gates_app, rollout_app
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
@@ -49,6 +50,7 @@ app.add_typer(rollout_app, name="rollout")
 app.add_typer(gates_app, name="gates")
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
+app.command("report")(report_command)
 
 console = Console()
 err_console = Console(stderr=True)
