@@ -23,6 +23,7 @@ from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
 from shadowlab.cli_rollout import gates_app, rollout_app
+from shadowlab.cli_up import up_command
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.roles import ROLE_NAMES, build_role
@@ -47,6 +48,7 @@ app.add_typer(flags_app, name="flags")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(gates_app, name="gates")
 app.command("eval")(eval_command)
+app.command("up")(up_command)
 
 console = Console()
 err_console = Console(stderr=True)
