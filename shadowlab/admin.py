@@ -458,6 +458,7 @@ class AdminApp:
                     actor=actor,
                     candidate=body.get("candidate"),
                     primary=body.get("primary"),
+                    configured=self.settings,
                 )
             except UnknownRouteError as exc:
                 return _error(404, str(exc))

@@ -40,7 +40,7 @@ def _manual(command: Command, route: str, reason: str, actor: str | None,
         producer = Producer(producer_config(settings.kafka.librdkafka(), **{"linger.ms": "0"}))
         done = apply_manual(client, producer, settings.topics.alerts, command, route,
                             reason=reason, actor=actor_name(actor), candidate=candidate,
-                            primary=primary)  # fmt: skip
+                            primary=primary, configured=settings)  # fmt: skip
         if not done.audit_delivered:
             console.print("[yellow]warning[/yellow]: the audit alert was not delivered")
     print_flags(done.flags, done.verb)
@@ -52,7 +52,8 @@ def start(
     candidate: Annotated[str, typer.Option(help="The model to roll out.")],
     reason: ReasonOption,
     primary: Annotated[
-        str | None, typer.Option(help="The model in service (default: the flags' primary).")
+        str | None,
+        typer.Option(help="The model in service (default: the flags', else the config's)."),
     ] = None,
     actor: ActorOption = None,
 ) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Producer
 
     from producers.flags_io import FlagsClient
+    from shadowlab.settings import Settings
 
 Command = Literal["start", "pause", "resume", "promote", "rollback"]
 #: The manual commands, in the order of a rollout's life.
@@ -57,7 +58,8 @@ def manual_change(
         actor: who.
         now: the wall-clock time of the change.
         candidate: the model to roll out (``start`` only, required there).
-        primary: the model in service (``start`` only; default: the flags' primary).
+        primary: the model in service (``start`` only; default: the flags' primary; needed
+            when the route has no flags).
 
     Raises:
         InvalidFlagsChangeError: no reason, no candidate for ``start``, or a change the
@@ -71,6 +73,11 @@ def manual_change(
     if command == "start":
         if not candidate:
             raise InvalidFlagsChangeError("a start needs the candidate model to roll out")
+        if primary is None and current is None:
+            raise InvalidFlagsChangeError(
+                f"route {route!r} has no flags and is not under `routes` in the config: give "
+                'the model it runs now as the primary (--primary, or "primary" in the API)'
+            )
         return start_rollout(
             current,
             route=route,
@@ -130,6 +137,7 @@ def apply_manual(
     actor: str,
     candidate: str | None = None,
     primary: str | None = None,
+    configured: Settings | None = None,
     now: dt.datetime | None = None,
     audit_timeout_s: float = 10.0,
 ) -> ManualChange:
@@ -144,7 +152,9 @@ def apply_manual(
         reason: why (required).
         actor: who.
         candidate: the model to roll out (``start``).
-        primary: the model in service (``start``; default: the flags' primary).
+        primary: the model in service (``start``; default: the flags' primary, else the
+            route's ``primary`` in ``configured``).
+        configured: the settings, whose ``routes`` give a route without flags its primary.
         now: the time of the change (default: now, UTC).
         audit_timeout_s: how long to wait for the audit alert's delivery.
 
@@ -154,9 +164,12 @@ def apply_manual(
         FlagsConflictError: another writer changed the route's flags first.
         TimeoutError: the flags change could not be written or read back in time.
     """
+    current = flags.current(route)
+    if command == "start" and primary is None and current is None and configured is not None:
+        primary = next((r.primary for r in configured.routes if r.name == route), None)
     new = manual_change(
         command,
-        flags.current(route),
+        current,
         route=route,
         reason=reason,
         actor=actor,
