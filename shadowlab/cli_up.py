@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +30,8 @@ from shadowlab.roles import ROLE_NAMES
 from shadowlab.settings import Settings
 
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
     from shadowlab.roles import RoleSet
 
 log = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ def up_command(
     from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
     from shadowlab.admin import AdminServer, check_token  # noqa: PLC0415
     from shadowlab.cli import _state, console, current_settings, err_console  # noqa: PLC0415
-    from shadowlab.roles import RoleSet  # noqa: PLC0415
+    from shadowlab.roles import RoleSet, build_role  # noqa: PLC0415
     from shadowlab.stack import open_stack  # noqa: PLC0415
 
     if config is not None:
@@ -122,16 +125,22 @@ def up_command(
                 current = flags.flags(route)
                 return current.stage if current else None
 
-            role_set = RoleSet.build(
-                names,
-                settings,
-                connection,
-                stage_of=stage_of,
-                clickhouse=stack.clickhouse,
-                embedded=stack.broker is not None,
+            clickhouse = clickhouse_clients(settings, stack.clickhouse, running)
+            role_set = RoleSet(
+                {
+                    name: build_role(
+                        name,
+                        settings,
+                        connection,
+                        stage_of=stage_of,
+                        clickhouse=clickhouse() if name in ("sink", "gates") else None,
+                        embedded=stack.broker is not None,
+                    )
+                    for name in names
+                }
             )
             admin = running.enter_context(
-                AdminServer(settings, connection, role_set, clickhouse=stack.clickhouse)
+                AdminServer(settings, connection, role_set, clickhouse=clickhouse())
             )
             if stopping.is_set():
                 return
@@ -143,6 +152,30 @@ def up_command(
     finally:
         _restore_signals()
     console.print("stopped")
+
+
+def clickhouse_clients(
+    settings: Settings, shared: Client, cleanup: ExitStack
+) -> Callable[[], Client]:
+    """A source of ClickHouse clients for the threads of ``up`` (sink, gates, admin API).
+
+    The in-process engine (chDB) is one per process: every thread shares ``shared``. A
+    ClickHouse server gets one client per thread, because a clickhouse-connect client keeps
+    one server session and the server refuses concurrent queries in a session. Clients made
+    here are closed by ``cleanup``.
+    """
+    dsn = settings.clickhouse.dsn_value(settings.data_dir)
+    if dsn.startswith("chdb://"):
+        return lambda: shared
+
+    def make() -> Client:
+        from sinks.clickhouse import open_client  # noqa: PLC0415 - keeps `--help` fast
+
+        client = open_client(dsn)
+        cleanup.callback(client.close)
+        return client
+
+    return make
 
 
 def banner(settings: Settings, kafka: str, embedded: bool, url: str, names: list[str]) -> str:

@@ -108,3 +108,15 @@ def test_up_serves_every_role_and_the_api_then_stops_on_sigterm(tmp_path: Path) 
     assert "roles       sink, shadow, join, judge, gates" in out
     assert TOKEN not in out + err
     assert time.monotonic() - started < 60
+
+
+def test_up_shares_the_in_process_engine_between_its_threads(tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from shadowlab.cli_up import clickhouse_clients
+
+    shared: Any = object()  # never used as a client here: chDB's branch only hands it out
+    with ExitStack() as cleanup:
+        clients = clickhouse_clients(Settings(data_dir=tmp_path), shared, cleanup)
+        assert clients() is shared
+        assert clients() is shared
