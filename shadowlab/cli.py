@@ -25,6 +25,7 @@ from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
 from shadowlab.cli_report import report_command
 from shadowlab.cli_rollout import gates_app, rollout_app
+from shadowlab.cli_up import up_command
 from shadowlab.exceptions import ConfigError, ShadowlabError
 from shadowlab.kafka import ensure_topics
 from shadowlab.roles import ROLE_NAMES, build_role
@@ -51,6 +52,7 @@ app.add_typer(gates_app, name="gates")
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("report")(report_command)
+app.command("up")(up_command)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -3,14 +3,13 @@
 A manual command writes the routing flags (who and why are recorded in them) and an
 audit :class:`~schemas.Alert` of kind ``manual`` to ``gate.alerts``; the controller never
 undoes it: a paused rollout is left alone, and promoted or rolled-back routes are final.
+The commands and the admin API share :mod:`shadowlab.rollout_ops`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,18 +17,12 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from producers.flags import promote, rollback, set_paused, start_rollout
-from schemas import Alert, RoutingFlags
-from shadowlab.cli_flags import (
-    ActorOption,
-    actor_name,
-    flags_client,
-    print_flags,
-    settings_now,
-    utc_now,
-)
+from shadowlab.cli_flags import ActorOption, actor_name, flags_client, print_flags, settings_now
 from shadowlab.exceptions import UnknownRouteError
 from shadowlab.kafka import producer_config
+from shadowlab.rollout_ops import DECISION_COLUMNS, Command, apply_manual, latest_decisions
+
+__all__ = ["gates_app", "latest_decisions", "rollout_app"]  # latest_decisions: bench/rollout.py
 
 rollout_app = typer.Typer(
     help="Drive a rollout by hand (wins over the controller; audited).", no_args_is_help=True
@@ -41,25 +34,16 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (required, reco
 RouteArgument = Annotated[str, typer.Argument(help="The route.")]
 
 
-def _manual(route: str, change: Callable[[RoutingFlags | None, str], RoutingFlags], verb: str,
-            reason: str, actor: str | None) -> None:  # fmt: skip
-    who = actor_name(actor)
+def _manual(command: Command, route: str, reason: str, actor: str | None,
+            candidate: str | None = None, primary: str | None = None) -> None:  # fmt: skip
     with flags_client() as (client, settings):
-        new = client.publish(change(client.current(route), who))
-        audit = Alert(
-            alert_id=f"manual-{uuid.uuid4().hex}",
-            route=route,
-            kind="manual",
-            severity="warning" if verb in ("rolled back", "paused") else "info",
-            event_time=utc_now(),
-            message=f"{route}: {verb} by {who}: {reason}"[:2000],
-            flags_version=new.version,
-        )
         producer = Producer(producer_config(settings.kafka.librdkafka(), **{"linger.ms": "0"}))
-        producer.produce(settings.topics.alerts, key=route, value=audit.to_json())
-        if producer.flush(10) > 0:
+        done = apply_manual(client, producer, settings.topics.alerts, command, route,
+                            reason=reason, actor=actor_name(actor), candidate=candidate,
+                            primary=primary, configured=settings)  # fmt: skip
+        if not done.audit_delivered:
             console.print("[yellow]warning[/yellow]: the audit alert was not delivered")
-    print_flags(new, verb)
+    print_flags(done.flags, done.verb)
 
 
 @rollout_app.command("start")
@@ -68,59 +52,37 @@ def start(
     candidate: Annotated[str, typer.Option(help="The model to roll out.")],
     reason: ReasonOption,
     primary: Annotated[
-        str | None, typer.Option(help="The model in service (default: the flags' primary).")
+        str | None,
+        typer.Option(help="The model in service (default: the flags', else the config's)."),
     ] = None,
     actor: ActorOption = None,
 ) -> None:
     """Begin a rollout: stage offline (the golden-set gate), then shadow, canary, promoted."""
-    _manual(route, lambda cur, who: start_rollout(cur, route=route, candidate=candidate,
-            primary=primary, actor=who, reason=reason, now=utc_now()), "started rollout of",
-            reason, actor)  # fmt: skip
+    _manual("start", route, reason, actor, candidate=candidate, primary=primary)
 
 
 @rollout_app.command("pause")
 def pause(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Stop the controller from changing this rollout (gates are still evaluated)."""
-    _manual(route, lambda cur, who: set_paused(cur, route=route, paused=True, actor=who,
-            reason=reason, now=utc_now()), "paused", reason, actor)  # fmt: skip
+    _manual("pause", route, reason, actor)
 
 
 @rollout_app.command("resume")
 def resume(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Hand a paused rollout back to the controller."""
-    _manual(route, lambda cur, who: set_paused(cur, route=route, paused=False, actor=who,
-            reason=reason, now=utc_now()), "resumed", reason, actor)  # fmt: skip
+    _manual("resume", route, reason, actor)
 
 
 @rollout_app.command("promote")
 def promote_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Promote the canary now (only from the canary stage: shadow cannot be skipped)."""
-    _manual(route, lambda cur, who: promote(cur, route=route, actor=who, reason=reason,
-            now=utc_now()), "promoted", reason, actor)  # fmt: skip
+    _manual("promote", route, reason, actor)
 
 
 @rollout_app.command("rollback")
 def rollback_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Roll back now: everyone to the primary (override), canary weight 0."""
-    _manual(route, lambda cur, who: rollback(cur, route=route, actor=who, reason=reason,
-            now=utc_now()), "rolled back", reason, actor)  # fmt: skip
-
-
-_LATEST = """SELECT stage, gate, argMax(outcome, decided_at), argMax(value, decided_at),
-    argMax(baseline, decided_at), argMax(threshold, decided_at), argMax(ci_low, decided_at),
-    argMax(ci_high, decided_at), argMax(n, decided_at), max(decided_at),
-    argMax(action, decided_at), argMax(flags_version, decided_at)
-FROM {db}.gate_decisions FINAL
-WHERE route = {route:String} AND NOT startsWith(decision_id, 'eval-')
-GROUP BY stage, gate ORDER BY indexOf(['offline', 'shadow', 'canary'], stage), gate"""
-_COLUMNS = ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low", "ci_high",
-            "n", "decided_at", "action", "flags_version")  # fmt: skip
-
-
-def latest_decisions(client: Any, database: str, route: str) -> list[dict[str, Any]]:
-    """Each gate's latest decision for ``route`` (one dict per stage and gate)."""
-    rows = client.query(_LATEST.replace("{db}", database), parameters={"route": route})
-    return [dict(zip(_COLUMNS, row, strict=True)) for row in rows.result_rows]
+    _manual("rollback", route, reason, actor)
 
 
 def _fmt(value: Any) -> str:
@@ -156,10 +118,10 @@ def status(
         console.print_json(json.dumps(rows, default=str))
         return
     table = Table(title=f"gates of {route}")
-    for column in _COLUMNS:
+    for column in DECISION_COLUMNS:
         table.add_column(column, justify="right" if column in ("value", "n") else "left")
     for row in rows:
-        cells = [_fmt(row[c]) for c in _COLUMNS]
+        cells = [_fmt(row[c]) for c in DECISION_COLUMNS]
         colour = _COLOUR.get(row["outcome"], "white")
         cells[2] = f"[{colour}]{cells[2]}[/{colour}]"
         table.add_row(*cells)

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -313,6 +320,22 @@ class JoinSettings(_Section):
     producer_max_batch_size: Annotated[int, Field(ge=1)] | None = None
 
 
+class AdminSettings(_Section):
+    """The admin HTTP API of ``shadowlab up``: flags, rollout commands, gates, health, metrics.
+
+    Reads (``GET``) are open to whoever reaches ``host:port``; changes (``POST``) need
+    ``Authorization: Bearer <token>``. Without a token, changes are refused (403).
+    """
+
+    #: The address to bind; the loopback by default (put a proxy in front to expose it).
+    host: str = "127.0.0.1"
+    #: The port to listen on (0: a free one, printed in the banner).
+    port: Annotated[int, Field(ge=0, le=65_535)] = 8790
+    #: The bearer token that changes need (``SHADOWLAB_ADMIN__TOKEN``), at least 16
+    #: characters; never logged.
+    token: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Every shadowlab setting. Build with :func:`load_settings` to honour ``--config``."""
 
@@ -338,6 +361,7 @@ class Settings(BaseSettings):
     join: JoinSettings = JoinSettings()
     judge: JudgeSettings = JudgeSettings()
     rollout: RolloutSettings = RolloutSettings()
+    admin: AdminSettings = AdminSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -25,7 +25,7 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     done = _run(["--help"], tmp_path)
     assert done.returncode == 0
-    for command in ("broker", "smoke", "init", "schemas", "db", "version"):
+    for command in ("broker", "smoke", "init", "schemas", "db", "version", "up"):
         assert command in done.stdout
 
 

@@ -1,0 +1,59 @@
+"""The manual rollout commands as pure changes (what the CLI and the admin API both apply)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from producers.flags import set_flags
+from schemas import RoutingFlags
+from shadowlab.exceptions import InvalidFlagsChangeError, UnknownRouteError
+from shadowlab.rollout_ops import COMMANDS, VERBS, audit_alert, manual_change
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _shadow() -> RoutingFlags:
+    return set_flags(None, route="faq", primary="gpt-4", canary="gpt-4o", canary_weight_bp=0,
+                     actor="t", reason="", now=NOW, stage="shadow")  # fmt: skip
+
+
+def test_every_command_needs_a_reason() -> None:
+    for command in COMMANDS:
+        with pytest.raises(InvalidFlagsChangeError, match=f"a {command} needs a reason"):
+            manual_change(command, _shadow(), route="faq", reason=" ", actor="a", now=NOW,
+                          candidate="m", primary="p")  # fmt: skip
+
+
+def test_start_needs_a_candidate_and_a_primary_from_somewhere() -> None:
+    with pytest.raises(InvalidFlagsChangeError, match="needs the candidate"):
+        manual_change("start", None, route="faq", reason="go", actor="a", now=NOW)
+    with pytest.raises(InvalidFlagsChangeError, match="give the model it runs now"):
+        manual_change("start", None, route="faq", reason="go", actor="a", now=NOW, candidate="c")
+    started = manual_change("start", None, route="faq", reason="go", actor="a", now=NOW,
+                            candidate="c", primary="p")  # fmt: skip
+    assert (started.stage, started.primary, started.canary, started.version) == (
+        "offline",
+        "p",
+        "c",
+        1,
+    )
+
+
+def test_commands_follow_the_stage_rules() -> None:
+    with pytest.raises(InvalidFlagsChangeError, match="only a canary can be promoted"):
+        manual_change("promote", _shadow(), route="faq", reason="x", actor="a", now=NOW)
+    with pytest.raises(UnknownRouteError):
+        manual_change("pause", None, route="faq", reason="x", actor="a", now=NOW)
+    paused = manual_change("pause", _shadow(), route="faq", reason="look", actor="a", now=NOW)
+    assert (paused.paused, paused.version, paused.changed_by) == (True, 2, "a")
+    back = manual_change("rollback", paused, route="faq", reason="bad", actor="b", now=NOW)
+    assert (back.stage, back.override) == ("rolled_back", "gpt-4")
+
+
+def test_the_audit_alert_says_who_did_what_and_why() -> None:
+    alert = audit_alert(_shadow(), "rollback", "bob", "too slow")
+    assert (alert.kind, alert.severity, alert.flags_version) == ("manual", "warning", 1)
+    assert alert.message == f"faq: {VERBS['rollback']} by bob: too slow"
+    assert audit_alert(_shadow(), "resume", "bob", "ok").severity == "info"
