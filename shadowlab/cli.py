@@ -117,6 +117,9 @@ def _main(
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
+    if not verbose:  # one line per model call would drown the roles' own reports
+        for noisy in ("httpx", "httpx2", "openai"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()

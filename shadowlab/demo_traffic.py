@@ -1,38 +1,39 @@
 """The demo's simulated service: users, sessions, a knowledge base, and feedback.
 
 Each chunk of event time is routed by the real :class:`~producers.router.Router` (so canary
-users follow the controller's weights), answered by the simulated models over HTTP through
-the real ``openai`` client, and emitted by the real :class:`~producers.emitter.EventProducer`:
+users follow the controller's weights), answered as the simulator answers (its own
+:func:`~shadowlab.simulator.decide`, in process: the same answer, latency and fate the model
+would give over HTTP, without spending the demo's one Python core on the service's HTTP
+calls), and emitted by the real :class:`~producers.emitter.EventProducer`:
 one :class:`~schemas.RequestEvent` per request and a :class:`~schemas.FeedbackEvent` for the
-requests users rate. Everything downstream (shadow replay, join, judge, sink, gates) is the
-real roles' work.
+requests users rate. Everything downstream is the real roles' work: the shadow role replays
+each request to the candidate over HTTP through the ``openai`` client, the judge calls the
+simulated judge model the same way, and the join, sink and gates do what they do in
+production.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
 
 import numpy as np
-import openai
 
-from processors.clients import model_client
 from processors.evaluation.golden import GoldenItem
-from processors.shadow import stream_call
 from producers.emitter import EventProducer
 from producers.router import Router
 from schemas import FeedbackEvent, RequestEvent
 from shadowlab.exceptions import UnknownRouteError
 from shadowlab.scenario import Scenario
 from shadowlab.settings import Settings
-from shadowlab.simulator import EVENT_TIME_HEADER
+from shadowlab.simulator import decide
 
+_ERROR_TYPES = {"error": "InternalServerError", "rate_limited": "RateLimitError",
+                "hang": "APITimeoutError"}  # fmt: skip
 _PRODUCTS = ("Aria", "Bolt", "Cedar", "Delta", "Ember", "Flux", "Glide", "Halo", "Iris", "Jet")
 #: (sentence, question, keyword) templates: the question shares most words with its sentence.
 _FACTS = (
@@ -113,8 +114,8 @@ class DemoTraffic:
         self._sessions: dict[str, tuple[str, int]] = {}
         self._next_request = self._next_session = 0
         self.drain_timeout_s = 120.0
-        self._runner = asyncio.Runner()
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self.seed = scenario.seed
+        self.profiles = {m.name: m.profile() for m in (scenario.primary, scenario.candidate)}
 
     def rate_at(self, when: dt.datetime) -> float:
         """Requests per second of event time at ``when`` (busiest at 14:00, quietest at 02:00)."""
@@ -134,7 +135,8 @@ class DemoTraffic:
         offsets = np.sort(self.rng.uniform(0, seconds, n))
         # every random choice is drawn here, in order, so a seed replays the same traffic
         planned = [self._plan(start + dt.timedelta(seconds=float(o))) for o in offsets]
-        self._runner.run(self._serve(planned))
+        for request in planned:
+            self._request(request)
         if not self.events.flush(30):
             raise TimeoutError("the EventProducer could not deliver the chunk to Kafka")
         deadline = time.monotonic() + self.drain_timeout_s
@@ -161,37 +163,7 @@ class DemoTraffic:
             feedback_delay_s=float(self.rng.uniform(5, 120)),
         )  # fmt: skip
 
-    async def _serve(self, planned: list[_Planned]) -> None:
-        if not self._clients:  # created once, in the runner's loop: connections are reused
-            self._clients = {
-                name: model_client(self.settings.model(name), max_retries=0)
-                for name in (self.scenario.primary.name, self.scenario.candidate.name)
-            }
-        gate = asyncio.Semaphore(self.scenario.traffic.concurrency)
-
-        async def one(request: _Planned) -> None:
-            async with gate:
-                await self._request(self._clients, request)
-
-        await asyncio.gather(*(one(p) for p in planned))
-
-    async def _close_clients(self) -> None:
-        for client in self._clients.values():
-            await client.close()
-        self._clients = {}
-
-    def close(self) -> None:
-        """Close the model clients and the event loop."""
-        self._runner.run(self._close_clients())
-        self._runner.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    async def _request(self, clients: dict[str, openai.AsyncOpenAI], planned: _Planned) -> None:
+    def _request(self, planned: _Planned) -> None:
         assignment = self.router.choose(self.route, key=planned.user)
         if self.router.flags(self.route) is None:
             raise UnknownRouteError(f"route {self.route!r} has no flags")
@@ -199,14 +171,10 @@ class DemoTraffic:
         messages = [{"role": "system", "content": doc} for doc in item.context]
         messages.append({"role": "user", "content": item.question})
         request = {"messages": messages, "seed": planned.seed}  # distinct, as users' are
-        started = time.perf_counter()
-        outcome = await stream_call(
-            clients[assignment.model], assignment.model, request,
-            {EVENT_TIME_HEADER: planned.when.isoformat()}, started,
-        )  # fmt: skip
-        latency = outcome["reported_ms"] or (time.perf_counter() - started) * 1000
-        error = outcome.get("error")
-        tokens = (outcome["prompt_tokens"], outcome["completion_tokens"])
+        # the service's own call: what the simulator answers over HTTP, decided in process
+        outcome = decide(self.profiles[assignment.model].at(planned.when), self.seed, request)
+        ok = outcome.kind == "ok"
+        tokens = (outcome.prompt_tokens, outcome.completion_tokens if ok else 0)
         event = RequestEvent.parse(
             {
                 "request_id": planned.request_id, "event_time": planned.when,
@@ -216,18 +184,19 @@ class DemoTraffic:
                                       for i, d in enumerate(item.context)],
                 "model": assignment.model, "arm": assignment.arm,
                 "flags_version": assignment.flags_version,
-                "answer": outcome["answer"] if error is None else None,
-                "latency_ms": min(latency, 3_600_000.0), "ttft_ms": outcome["ttft_ms"],
+                "answer": outcome.answer if ok else None,
+                "latency_ms": min(outcome.latency_s * 1000, 3_600_000.0),
+                "ttft_ms": outcome.ttft_s * 1000 if ok else None,
                 "prompt_tokens": tokens[0], "completion_tokens": tokens[1],
                 "cost_usd": self.settings.model(assignment.model).cost(*tokens),
-                "status": "ok" if error is None else "error",
-                "error_type": None if error is None else type(error).__name__,
+                "status": "ok" if ok else "timeout" if outcome.kind == "hang" else "error",
+                "error_type": None if ok else _ERROR_TYPES[outcome.kind],
             }
         )  # fmt: skip
         self.events.emit_request(event)
         self.counts["requests"] += 1
         self.counts[f"requests.{assignment.arm}"] += 1
-        if error is None and planned.rated:
+        if ok and planned.rated:
             self._feedback(event, planned)
 
     def _feedback(self, request: RequestEvent, planned: _Planned) -> None:

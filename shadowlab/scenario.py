@@ -3,8 +3,8 @@
 A scenario is a YAML file (``shadowlab demo --scenario FILE``); the built-in ones live in
 ``shadowlab/scenarios/`` (``shadowlab demo --list``). Every field has a default, so a scenario
 states only what differs from ``good.yaml``, which spells every field out as the example to
-copy. The default plan is the user's gates, compressed so a whole rollout needs about 11,000
-requests (150 an hour over ~73 hours of event time) instead of a real service's millions:
+copy. The default plan is the user's gates, compressed so a whole rollout needs about 9,000
+requests (120 an hour over ~73 hours of event time) instead of a real service's millions:
 hourly ticks, a 24-hour shadow stage, canary steps of 10 % and 30 % for 12 hours each, then 50 %
 until every canary gate has passed over 48 hours. Its margins are wider than production's
 because the samples are smaller (see the README's demo section).
@@ -53,7 +53,7 @@ class TrafficShape(_Frozen):
     #: Event time of the first request.
     start: dt.datetime = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
     #: Mean requests per hour of event time, and the daily swing around it (0: flat).
-    requests_per_hour: Annotated[float, Field(gt=0, le=100_000)] = 150.0
+    requests_per_hour: Annotated[float, Field(gt=0, le=100_000)] = 120.0
     diurnal_amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.5
     #: The most event time replayed: a rollout not concluded by then is ``held``.
     max_hours: Annotated[float, Field(gt=0, le=24 * 60)] = 120.0
@@ -61,9 +61,7 @@ class TrafficShape(_Frozen):
     users: Annotated[int, Field(ge=1)] = 3000
     session_requests: Annotated[float, Field(ge=1)] = 3.0
     #: Share of requests a user rates (CSAT 1–5).
-    feedback_rate: Annotated[float, Field(ge=0, le=1)] = 0.4
-    #: Requests in flight at once from the simulated service.
-    concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
+    feedback_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 #: The demo's gates: the user's, with windows and margins sized to the demo's traffic.
@@ -110,12 +108,12 @@ class Scenario(_Frozen):
     )  # fmt: skip
     #: The simulator's time compression: 0.01 sleeps 1 % of each simulated latency (the
     #: simulated latency is what gets recorded).
-    time_scale: Annotated[float, Field(gt=0, le=1)] = 0.01
+    time_scale: Annotated[float, Field(gt=0, le=1)] = 0.002
     traffic: TrafficShape = TrafficShape()
     #: Golden items generated for the offline evaluation.
     golden_items: Annotated[int, Field(ge=10, le=10_000)] = 80
     #: Shares of requests the judge scores for faithfulness, and shadow pairs it compares.
-    judge_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    judge_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.25
     pairwise_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     #: The rollout plan (``rollout:`` settings) and the route's gate overrides.
     rollout: RolloutSettings = DEMO_PLAN
