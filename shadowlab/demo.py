@@ -374,7 +374,8 @@ class Demo:
                    "threshold", "ci_low", "ci_high", "n", "window_start", "window_end")  # fmt: skip
         template = (
             "SELECT {columns} FROM {db}.gate_decisions FINAL WHERE route = {{route:String}} "
-            "AND (action != 'none' OR stage = 'offline' AND startsWith(decision_id, 'eval-')) "
+            "AND (action IN ('advance', 'promote', 'rollback') "
+            "OR stage = 'offline' AND startsWith(decision_id, 'eval-')) "
             "ORDER BY window_end, stage, gate"
         )
         # constants and the settings' validated database name
