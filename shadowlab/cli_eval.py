@@ -43,6 +43,7 @@ from processors.evaluation.store import EvalRun, offline_decision, run_json, sto
 from processors.judge.faithfulness import judge_faithfulness
 from shadowlab.exceptions import ConfigError
 from shadowlab.settings import Settings
+from shadowlab.simulator import EVENT_TIME_HEADER
 
 console = Console()
 err_console = Console(stderr=True)
@@ -84,10 +85,13 @@ def _faithfulness(settings: Settings, judge: str | None) -> tuple[Faithfulness |
 
 async def _run_both(
     settings: Settings, models: dict[str, str], items: list[GoldenItem], matcher: Matcher,
-    concurrency: int, judge: str | None,
+    concurrency: int, judge: str | None, headers: dict[str, str],
 ) -> dict[str, list[ItemResult]]:  # fmt: skip
     endpoints = {role: settings.model(name) for role, name in models.items()}
-    clients = {role: model_client(e, max_retries=1) for role, e in endpoints.items()}
+    clients = {
+        role: model_client(e, max_retries=1).with_options(default_headers=headers)
+        for role, e in endpoints.items()
+    }
     faithfulness, judge_api = _faithfulness(settings, judge)
     if judge_api is not None:
         clients["judge"] = judge_api
@@ -201,10 +205,15 @@ def eval_command(
 def run_evaluation(
     settings: Settings, models: dict[str, str], items: list[GoldenItem], golden: Path, *,
     matcher: Matcher, concurrency: int, judge: str | None, threshold: float, route: str | None,
+    as_of: dt.datetime | None = None,
 ) -> EvalRun:  # fmt: skip
-    """Ask both models (``current``, ``candidate``) every item and decide the offline gate."""
+    """Ask both models (``current``, ``candidate``) every item and decide the offline gate.
+
+    ``as_of`` sends an event time with each call, for a simulator replaying drift.
+    """
     started = dt.datetime.now(dt.UTC)
-    results = asyncio.run(_run_both(settings, models, items, matcher, concurrency, judge))
+    headers = {EVENT_TIME_HEADER: as_of.isoformat()} if as_of is not None else {}
+    results = asyncio.run(_run_both(settings, models, items, matcher, concurrency, judge, headers))
     summaries = {role: summarise(models[role], results[role]) for role in models}
     correct = {role: [r.correct for r in results[role]] for role in models}
     gate = accuracy_gate(correct["current"], correct["candidate"], threshold=threshold)

@@ -217,7 +217,7 @@ class Demo:
         run = run_evaluation(
             self.settings, {"current": s.primary.name, "candidate": s.candidate.name}, items,
             golden, matcher="keyword", concurrency=32, judge="judge", threshold=0.95,
-            route=s.route,
+            route=s.route, as_of=self.start,
         )  # fmt: skip
         # the demo's clock is event time: the run happened just before the traffic starts
         run = dataclasses.replace(run, started_at=self.start, finished_at=self.start)

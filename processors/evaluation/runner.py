@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import openai
 
+from processors.clients import reported_timings
 from processors.evaluation.golden import GoldenItem, ItemResult, Matcher, is_correct
 from shadowlab.exceptions import ConfigError
 from shadowlab.settings import ModelEndpoint
@@ -57,16 +58,18 @@ async def ask(
     """Ask ``endpoint`` one golden item and score the answer (errors are results, not raised)."""
     started = time.perf_counter()
     try:
-        response = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model=endpoint.upstream_name or endpoint.name,
             messages=_messages(item),  # type: ignore[arg-type]
             temperature=0,
         )
+        response = raw.parse()
     except openai.APITimeoutError:
         return _failed(item, "timeout", started, "APITimeoutError")
     except openai.APIError as exc:
         return _failed(item, "error", started, type(exc).__name__)
-    latency_ms = (time.perf_counter() - started) * 1000
+    # a time-compressing simulator reports the latency it simulated; else the wall clock
+    latency_ms = reported_timings(raw.headers)[0] or (time.perf_counter() - started) * 1000
     answer = response.choices[0].message.content if response.choices else None
     usage = response.usage
     prompt = usage.prompt_tokens if usage else 0
