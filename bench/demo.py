@@ -34,7 +34,9 @@ def _deciding_gate(result: dict[str, Any]) -> str:
         return "-"
     last = decisions[-1]["window_end"]
     final = [d for d in decisions if d["window_end"] == last]
-    failed = [f"{d['stage']}.{d['gate']}" for d in final if d["outcome"] == "fail"]
+    failed = list(
+        dict.fromkeys(f"{d['stage']}.{d['gate']}" for d in final if d["outcome"] == "fail")
+    )
     return ", ".join(failed) or f"all {final[0]['stage']} gates passed"
 
 

@@ -7,6 +7,7 @@ usage or input error (unknown scenario, invalid scenario file).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -126,6 +127,9 @@ def demo_command(
         return
     from shadowlab.demo import Demo  # noqa: PLC0415 - faust and chDB are slow to import
 
+    root = logging.getLogger()
+    if root.level > logging.DEBUG:  # the live view tells the story; roles' logs only on -v
+        root.setLevel(logging.WARNING)
     chosen = load_scenario(scenario)
     if seed is not None:
         chosen = chosen.model_copy(update={"seed": seed})
