@@ -18,21 +18,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from shadowlab.cli_rollout import fmt_cell, gates_table
 from shadowlab.scenario import builtin_scenarios, load_scenario
 
 if TYPE_CHECKING:
     from shadowlab.demo import Demo, DemoResult
 
 console = Console()
-_COLOUR = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+_COLUMNS = ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low", "ci_high",
+            "n", "action")  # fmt: skip
 
 
 def _list() -> None:
@@ -57,34 +51,19 @@ def _live_view(demo: Demo) -> Group:
         f"{counts['shadow_results']:,} · comparisons {counts['comparisons']:,} · judgements "
         f"{counts['judgements']:,} · feedback {counts['feedback']:,}"
     )
-    return Group(head, _gates_table(status["gates"], "gates (latest decision each)"))
-
-
-def _gates_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low",
-                   "ci_high", "n", "action"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("stage", "gate") else "right")
-    for row in rows:
-        colour = _COLOUR.get(str(row["outcome"]), "white")
-        name = row.get("gate", row.get("name"))
-        table.add_row(
-            str(row["stage"]), str(name), f"[{colour}]{row['outcome']}[/{colour}]",
-            *(_fmt(row[c]) for c in ("value", "baseline", "threshold", "ci_low", "ci_high", "n")),
-            str(row["action"]),
-        )  # fmt: skip
-    return table
+    return Group(head, gates_table(status["gates"], "gates (latest decision each)", _COLUMNS))
 
 
 def _summary(result: DemoResult) -> None:
-    console.print(_gates_table(result.gates, "gates at the end"))
+    rows = [{**g, "gate": g["name"]} for g in result.gates]
+    console.print(gates_table(rows, "gates at the end", _COLUMNS))
     decisions = Table(title="the rollout's decisions", title_justify="left")
     for column in ("event time", "stage", "gate", "outcome", "action", "value", "threshold", "n"):
         decisions.add_column(column)
     for d in result.decisions:
         decisions.add_row(
             f"{d['window_end']:%a %H:%M}", d["stage"], d["gate"], d["outcome"], d["action"],
-            _fmt(d["value"]), _fmt(d["threshold"]), _fmt(d["n"]),
+            fmt_cell(d["value"]), fmt_cell(d["threshold"]), fmt_cell(d["n"]),
         )  # fmt: skip
     console.print(decisions)
     counts = Table(title="produced = stored in ClickHouse, each exactly once", title_justify="left")

@@ -85,7 +85,8 @@ def rollback_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = N
     _manual("rollback", route, reason, actor)
 
 
-def _fmt(value: Any) -> str:
+def fmt_cell(value: Any) -> str:
+    """A table cell: ``-`` for none, 4 significant digits, minutes for instants."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -117,12 +118,22 @@ def status(
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
-    table = Table(title=f"gates of {route}")
-    for column in DECISION_COLUMNS:
+    console.print(gates_table(rows, f"gates of {route}"))
+
+
+def gates_table(
+    rows: list[dict[str, Any]], title: str, columns: tuple[str, ...] = DECISION_COLUMNS
+) -> Table:
+    """Gate decisions as a table, the outcome coloured (``gates status``, ``demo``)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("value", "n") else "left")
     for row in rows:
-        cells = [_fmt(row[c]) for c in DECISION_COLUMNS]
         colour = _COLOUR.get(row["outcome"], "white")
-        cells[2] = f"[{colour}]{cells[2]}[/{colour}]"
-        table.add_row(*cells)
-    console.print(table)
+        table.add_row(
+            *(
+                f"[{colour}]{row[c]}[/{colour}]" if c == "outcome" else fmt_cell(row[c])
+                for c in columns
+            )
+        )
+    return table

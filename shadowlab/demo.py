@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from clickhouse_connect.driver.client import Client
 from rich.console import Console
@@ -40,6 +40,9 @@ from shadowlab.settings import Settings, load_settings
 from shadowlab.simulator import Simulator, SimulatorConfig
 from shadowlab.stack import open_stack
 from shadowlab.traffic import Lockstep
+
+if TYPE_CHECKING:
+    from processors.gates.role import GatesRole
 
 #: Event tables reconciled against what was produced: (count key, table, id column).
 RECONCILED = (
@@ -138,6 +141,7 @@ class Demo:
     def __init__(self, scenario: Scenario, data_dir: Path, console: Console) -> None:
         self.scenario, self.data_dir, self.console = scenario, data_dir, console
         self.start = scenario.traffic.start
+        self.items = knowledge_base(scenario.golden_items, scenario.seed)
         self.flags_published = 0
         #: Wall seconds each tick waited for the first busy stage (sink, shadow, join…).
         self.waited_s: dict[str, float] = {}
@@ -178,11 +182,9 @@ class Demo:
                         feedback_topic=topics.feedback,
                     ) as events:  # fmt: skip
                         self.traffic = DemoTraffic(
-                            self.scenario, settings, router, events,
-                            knowledge_base(self.scenario.golden_items, self.scenario.seed),
-                            self._drained,
-                        )  # fmt: skip
-                        self.replay = self._replay(on_tick)
+                            self.scenario, settings, router, events, self.items, self._drained
+                        )
+                        self._replay(on_tick)
                     self._wait_stored()
                 final = router.flags(self.scenario.route)
             if finish is not None:
@@ -210,7 +212,7 @@ class Demo:
     def _offline_evaluation(self) -> dict[str, Any]:
         """The golden-set comparison; its gate is published as the offline decision."""
         s = self.scenario
-        items = knowledge_base(s.golden_items, s.seed)
+        items = self.items
         golden = self.data_dir / "golden.jsonl"
         golden.write_text("".join(i.model_dump_json() + "\n" for i in items), encoding="utf-8")
         self.console.rule(f"offline evaluation: {s.primary.name} → {s.candidate.name}")
@@ -229,19 +231,17 @@ class Demo:
         return {"outcome": gate.outcome, "ratio": gate.ratio, "ci_low": gate.ci_low,
                 "ci_high": gate.ci_high, "items": len(items)}  # fmt: skip
 
-    def _replay(self, on_tick: Callable[[Demo], None] | None) -> Lockstep:
-        gates = self.roles.roles["gates"]
+    def _replay(self, on_tick: Callable[[Demo], None] | None) -> None:
+        gates = cast("GatesRole", self.roles.roles["gates"])
         tick = self.settings.rollout.tick_s
-        replay = Lockstep(self.traffic, lambda: gates, self.router, start=self.start,  # type: ignore[arg-type, return-value]
-                          tick_s=tick, timeout_s=120)  # fmt: skip
+        self.replay = Lockstep(self.traffic, lambda: gates, self.router, start=self.start,
+                               tick_s=tick, timeout_s=120)  # fmt: skip
         steps = round(self.scenario.traffic.max_hours * 3600 / tick)
-        while replay.steps < steps and not replay.finished():
+        while self.replay.steps < steps and not self.replay.finished():
             self._check_roles()
-            replay.step()
-            self.replay = replay
+            self.replay.step()
             if on_tick is not None:
                 on_tick(self)
-        return replay
 
     def _check_roles(self) -> None:
         failed = self.roles.failures()
@@ -251,13 +251,10 @@ class Demo:
 
     # -- draining ----------------------------------------------------------------------
 
-    def _counters(self) -> dict[str, Any]:
-        return self.roles.counters()
-
     def _drained(self) -> bool:
         """Whether every role processed everything produced so far (and the sink stored it)."""
         self._check_roles()
-        c = self._counters()
+        c: dict[str, Any] = self.roles.counters()
         topics, produced = self.settings.topics, self.traffic.counts
         written: dict[str, int] = c["sink"].written
         shadow, join, judge = c["shadow"], c["join"], c["judge"]
@@ -285,7 +282,7 @@ class Demo:
         topics = self.settings.topics
         deadline = time.monotonic() + timeout_s
         while True:
-            c = self._counters()
+            c: dict[str, Any] = self.roles.counters()
             gates, written = c["gates"], c["sink"].written
             changes = ("advance", "promote", "rollback")  # a hold changes no flags
             flags = self.flags_published + sum(gates.actions.get(a, 0) for a in changes)
@@ -305,9 +302,8 @@ class Demo:
     def status(self) -> dict[str, Any]:
         """Live progress: event time, flags, each gate's latest outcome and event counts."""
         flags = self.router.flags(self.scenario.route)
-        replay = getattr(self, "replay", None)
         return {
-            "now": replay.now if replay is not None else self.start,
+            "now": self.replay.now,
             "stage": flags.stage if flags else "?",
             "weight_pct": (flags.canary_weight_bp / 100) if flags else 0.0,
             "gates": latest_decisions(
@@ -317,7 +313,7 @@ class Demo:
         }
 
     def _produced(self) -> dict[str, int]:
-        c = self._counters()
+        c: dict[str, Any] = self.roles.counters()
         return {
             "requests": self.traffic.counts["requests"],
             "shadow_results": c["shadow"].results,
