@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from processors.evaluation.golden import GoldenItem
+from processors.evaluation.runner import golden_messages
 from producers.emitter import EventProducer
 from producers.router import Router
 from schemas import FeedbackEvent, RequestEvent
@@ -114,7 +115,6 @@ class DemoTraffic:
         self._sessions: dict[str, tuple[str, int]] = {}
         self._next_request = self._next_session = 0
         self.drain_timeout_s = 120.0
-        self.seed = scenario.seed
         self.profiles = {m.name: m.profile() for m in (scenario.primary, scenario.candidate)}
 
     def rate_at(self, when: dt.datetime) -> float:
@@ -168,11 +168,11 @@ class DemoTraffic:
         if self.router.flags(self.route) is None:
             raise UnknownRouteError(f"route {self.route!r} has no flags")
         item = planned.item
-        messages = [{"role": "system", "content": doc} for doc in item.context]
-        messages.append({"role": "user", "content": item.question})
-        request = {"messages": messages, "seed": planned.seed}  # distinct, as users' are
+        # distinct requests, as users' are
+        request = {"messages": golden_messages(item), "seed": planned.seed}
         # the service's own call: what the simulator answers over HTTP, decided in process
-        outcome = decide(self.profiles[assignment.model].at(planned.when), self.seed, request)
+        profile = self.profiles[assignment.model].at(planned.when)
+        outcome = decide(profile, self.scenario.seed, request)
         ok = outcome.kind == "ok"
         tokens = (outcome.prompt_tokens, outcome.completion_tokens if ok else 0)
         event = RequestEvent.parse(

@@ -43,7 +43,8 @@ async def check_reachable(client: openai.AsyncOpenAI, endpoint: ModelEndpoint) -
         pass  # it answered: some endpoints do not list models, which is fine
 
 
-def _messages(item: GoldenItem) -> list[dict[str, str]]:
+def golden_messages(item: GoldenItem) -> list[dict[str, str]]:
+    """The chat messages of a question: each context document a system message, then it."""
     messages = [{"role": "system", "content": doc} for doc in item.context]
     return [*messages, {"role": "user", "content": item.question}]
 
@@ -60,7 +61,7 @@ async def ask(
     try:
         raw = await client.chat.completions.with_raw_response.create(
             model=endpoint.upstream_name or endpoint.name,
-            messages=_messages(item),  # type: ignore[arg-type]
+            messages=golden_messages(item),  # type: ignore[arg-type]
             temperature=0,
         )
         response = raw.parse()

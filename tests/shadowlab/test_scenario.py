@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from processors.evaluation.golden import is_correct
+from processors.evaluation.runner import golden_messages
 from shadowlab.cli import app
 from shadowlab.demo_traffic import knowledge_base
 from shadowlab.exceptions import ConfigError
@@ -71,8 +72,7 @@ def test_knowledge_base_is_deterministic_and_answerable_from_its_context() -> No
     always = ModelProfile(name="m", p_correct=1.0, p_faithful=1.0)
     never = ModelProfile(name="m", p_correct=0.0, p_faithful=1.0)
     for item in items:
-        messages = [{"role": "system", "content": d} for d in item.context]
-        request = {"messages": [*messages, {"role": "user", "content": item.question}]}
+        request = {"messages": golden_messages(item)}
         right = decide(always, 0, request).answer
         assert right == item.expected
         assert is_correct(item, right, "keyword")
