@@ -12,8 +12,9 @@ the producer (faust flushes the producer before it commits). faust's own ``Strea
 acks its whole buffer when the body raises; we do not use it. A malformed event goes to
 ``<topic>.dlq`` with the reason and is acked (errors are data); any other failure stops the
 role (``run`` raises :class:`~shadowlab.exceptions.JoinFailedError`) with the failed event
-and everything after it uncommitted, so a restart processes them again. Redelivered events
-change nothing (see :mod:`processors.pairing`).
+and everything after it uncommitted, so a restart processes them again (except an event
+faust had skipped and the join read directly: faust may have committed past it, see
+:mod:`processors.catchup`). Redelivered events change nothing (see :mod:`processors.pairing`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ import faust
 from mode.supervisors import CrashingSupervisor
 
 from processors.budget import replay_candidates
+from processors.catchup import KeptTopic, OffsetGuard, RawEvent, committed_offsets, read_range
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
 from shadowlab.exceptions import JoinFailedError
@@ -48,6 +50,8 @@ class JoinCounters:
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     comparisons: collections.Counter[str] = field(default_factory=collections.Counter)
     open_entries: int = 0
+    #: Events faust skipped and the join read directly (see :mod:`processors.catchup`).
+    caught_up: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class JoinRole:
         self._stop = threading.Event()
         #: When this run began consuming; time before it does not count against a window.
         self._since = time.time()
+        self._guard = OffsetGuard()
 
     def stop(self) -> None:
         """Ask the role to stop (it commits what it processed) and return from :meth:`run`."""
@@ -132,12 +137,13 @@ class JoinRole:
         """Log one line of counters."""
         c = self.counters
         log.info(
-            "join: consumed %d, comparisons %s, outcomes %s, open %d, malformed %d",
+            "join: consumed %d, comparisons %s, outcomes %s, open %d, malformed %d, caught up %d",
             c.consumed,
             dict(c.comparisons),
             dict(c.outcomes),
             c.open_entries,
             c.malformed,
+            c.caught_up,
         )
 
     def expected(self, event: RequestEvent) -> list[str]:
@@ -168,8 +174,11 @@ class JoinRole:
         if batch:
             options["producer_max_batch_size"] = batch
         app = faust.App(cfg.group_id, **options)
-        source = app.topic(
-            topics.requests, topics.shadow, key_serializer="raw", value_serializer="raw"
+        source = KeptTopic(
+            app,
+            topics=[topics.requests, topics.shadow],
+            key_serializer="raw",
+            value_serializer="raw",
         )
         output = app.topic(topics.comparisons, key_serializer="raw", value_serializer="raw")
         table = app.Table("pairs", key_type=str, use_partitioner=True)
@@ -187,13 +196,20 @@ class JoinRole:
                 table[key] = step.entry
 
         async def join(stream: Any) -> None:
-            async for event in stream.noack().events():
-                message = event.message
+            async for event in self.events(stream):
+                message = current = event.message
                 try:
-                    await self._handle(message, table, apply, app)
+                    missed = await self._skipped_before(message, app)
+                    if missed is None:  # a rebalance began meanwhile: faust delivers it again
+                        continue
+                    for current in [*missed, message]:
+                        await self._handle(current, table, apply, app)
+                        self._guard.processed((current.topic, current.partition), current.offset)
+                    for raw in missed:  # so that faust's commits go past them
+                        app.consumer.ack(raw.to_message(message.generation_id))
                 except Exception as exc:
-                    self.failed = FailedEvent(message.topic, message.partition, message.offset, exc)
-                    log.exception("join failed on %s[%s]@%s", *_where(message))
+                    self.failed = FailedEvent(current.topic, current.partition, current.offset, exc)
+                    log.exception("join failed on %s[%s]@%s", *_where(current))
                     self._stop.set()
                     raise
                 await stream.ack(event)
@@ -213,6 +229,45 @@ class JoinRole:
 
         app.timer(cfg.tick_s)(tick)
         return app
+
+    def events(self, stream: Any) -> AsyncIterator[Any]:
+        """The events faust hands the join, with acks off: each is acked once processed."""
+        events: AsyncIterator[Any] = stream.noack().events()
+        return events
+
+    async def _skipped_before(self, message: Any, app: faust.App) -> list[RawEvent] | None:
+        """The events of ``message``'s partition that faust skipped, read from Kafka.
+
+        ``None`` when a rebalance began while they were read: neither they nor ``message``
+        are handled or acked, and whoever owns the partition next reads them again.
+        """
+        if self._guard.needs_start(message.generation_id):
+            loop = asyncio.get_running_loop()
+            conf = self.settings.kafka.librdkafka(self._servers)
+            topics = self.settings.topics
+            sources = (topics.requests, topics.shadow)
+            tps = [(t, p) for t in sources for p in range(topics.partitions)]
+            committed = await loop.run_in_executor(
+                None, committed_offsets, conf, self.cfg.group_id, tps
+            )
+            self._guard.start(message.generation_id, committed)
+        tp = (message.topic, message.partition)
+        hole = self._guard.skipped(tp, message.offset)
+        if not hole:
+            return [] if message.generation_id == app.consumer_generation_id else None
+        conf = self.settings.kafka.librdkafka(self._servers)
+        events = await asyncio.get_running_loop().run_in_executor(None, read_range, conf, tp, hole)
+        log.warning(
+            "join: faust skipped %s[%s] offsets %d..%d; read %d of them directly",
+            *tp,
+            hole.start,
+            hole.stop - 1,
+            len(events),
+        )
+        if message.generation_id != app.consumer_generation_id:
+            return None
+        self.counters.caught_up += len(events)
+        return events
 
     async def _handle(
         self,

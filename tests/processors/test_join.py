@@ -53,6 +53,21 @@ def _pairs(n: int, prefix: str) -> tuple[list[RequestEvent], list[ShadowResult]]
     return requests, results
 
 
+def _forty_produced_pairs(
+    kafka: dict[str, str], topic_factory: Callable[..., str], tmp_path: Path, prefix: str
+) -> tuple[Settings, list[RequestEvent]]:
+    """Settings with new topics, where 40 requests and their 40 results are produced.
+
+    Every result exists: a long window keeps a slow (loaded) machine from declaring a pair
+    missing while a (re)started role is still catching up.
+    """
+    settings = _settings(topic_factory, tmp_path, window_s=60.0)
+    requests, results = _pairs(40, prefix)
+    produce(kafka, settings.topics.requests, requests, "request_id")
+    produce(kafka, settings.topics.shadow, results, "request_id")
+    return settings, requests
+
+
 def _role(settings: Settings, broker: EmbeddedBroker, cls: type[JoinRole] = JoinRole) -> JoinRole:
     return cls(settings, broker.bootstrap_servers, embedded=True)
 
@@ -132,13 +147,8 @@ def test_a_failure_acks_nothing_that_was_not_processed(
     topic_factory: Callable[..., str],
     tmp_path: Path,
 ) -> None:
-    # Every result exists here: a long window keeps a slow (loaded) machine from declaring a
-    # pair missing while the restarted role is still catching up.
-    settings = _settings(topic_factory, tmp_path, window_s=60.0)
+    settings, requests = _forty_produced_pairs(kafka, topic_factory, tmp_path, "fail")
     topics = settings.topics
-    requests, results = _pairs(40, "fail")
-    produce(kafka, topics.requests, requests, "request_id")
-    produce(kafka, topics.shadow, results, "request_id")
 
     failing = _role(settings, broker, _FailingJoin)
     with pytest.raises(JoinFailedError, match="output topic unavailable"):
@@ -146,15 +156,7 @@ def test_a_failure_acks_nothing_that_was_not_processed(
     failed = failing.failed
     assert failed is not None
 
-    group = Consumer({**kafka, "group.id": settings.join.group_id})
-    committed = {
-        (tp.topic, tp.partition): tp.offset
-        for tp in group.committed(
-            [TopicPartition(t, p) for t in (topics.requests, topics.shadow) for p in range(4)],
-            timeout=10,
-        )
-    }
-    group.close()
+    committed = _committed(kafka, settings)
     # (faust commits every commit interval, so what was processed before the failure may or
     # may not be committed yet; the restart below must join every pair either way)
     assert committed[failed.topic, failed.partition] <= failed.offset  # the failed event is not
@@ -164,6 +166,20 @@ def test_a_failure_acks_nothing_that_was_not_processed(
     # duplicates are allowed (at-least-once); gaps are not: run until every pair is joined
     run_until(role, lambda: _joined_ids(kafka, topics.comparisons) == expected, timeout_s=90)
     assert role.counters.comparisons["joined"] >= 1
+
+
+def _committed(kafka: dict[str, str], settings: Settings) -> dict[tuple[str, int], int]:
+    """The join group's committed offsets on its two source topics (4 partitions each)."""
+    topics = settings.topics
+    group = Consumer({**kafka, "group.id": settings.join.group_id})
+    try:
+        answer = group.committed(
+            [TopicPartition(t, p) for t in (topics.requests, topics.shadow) for p in range(4)],
+            timeout=10,
+        )
+    finally:
+        group.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in answer}
 
 
 def _joined_ids(kafka: dict[str, str], topic: str) -> set[str]:
@@ -201,3 +217,84 @@ def test_held_results_survive_a_restart(
     comparisons = read_events(kafka, topics.comparisons, Comparison, count=30)
     assert {c.request_id for c in comparisons} == {r.request_id for r in requests}
     assert {c.status for c in comparisons} == {"joined"}
+
+
+class _SkippingJoin(JoinRole):
+    """Loses some events the way faust's pure-Python stream does: acked, never handled.
+
+    (faust-streaming drops events around a rebalance; see :mod:`processors.catchup`.) Skips,
+    once, the requests at ``lose_requests`` and the results at ``lose_results`` of every
+    partition.
+    """
+
+    lose_requests = frozenset({0, 2})
+    lose_results = frozenset({1})
+    ack_lost = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped: set[tuple[str, int, int]] = set()
+
+    def events(self, stream: Any) -> Any:
+        events = super().events(stream)
+        requests = self.settings.topics.requests
+
+        async def skipping() -> Any:
+            async for event in events:
+                m = event.message
+                where = (m.topic, m.partition, m.offset)
+                lose = self.lose_requests if m.topic == requests else self.lose_results
+                if m.offset in lose and where not in self.skipped:
+                    self.skipped.add(where)
+                    if self.ack_lost:
+                        await stream.ack(event)  # and the commit moves past it
+                    elif m.offset == min(lose):
+                        await stream.app.consumer.commit()  # what came before is committed
+                    continue
+                yield event
+
+        return skipping()
+
+
+class _SkippingQuietlyJoin(_SkippingJoin):
+    """Loses two events in a row after a commit, unacked: faust's compiled stream."""
+
+    lose_requests = frozenset({2, 3})
+    lose_results = frozenset({1, 2})
+    ack_lost = False
+
+
+def _log_ends(kafka: dict[str, str], topics: list[str], count: int) -> dict[tuple[str, int], int]:
+    """The offset after the last event of every partition of ``topics`` (``count`` each)."""
+    ends: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        for message in read_messages(kafka, topic, count):
+            tp = (topic, message.partition() or 0)
+            ends[tp] = max(ends.get(tp, 0), (message.offset() or 0) + 1)
+    return ends
+
+
+@pytest.mark.parametrize("cls", [_SkippingJoin, _SkippingQuietlyJoin])
+def test_events_faust_skipped_are_read_directly_joined_and_committed(
+    cls: type[_SkippingJoin],
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings, requests = _forty_produced_pairs(kafka, topic_factory, tmp_path, "skip")
+    topics = settings.topics  # (9, 9, 9 and 13 pairs per partition)
+
+    role = _role(settings, broker, cls)
+    assert isinstance(role, _SkippingJoin)
+    expected = {r.request_id for r in requests}
+    run_until(role, lambda: _joined_ids(kafka, topics.comparisons) == expected, timeout_s=60)
+    assert len(role.skipped) == 4 * (len(cls.lose_requests) + len(cls.lose_results))
+    assert role.counters.caught_up == len(role.skipped)
+    statuses = Counter(
+        c.status for c in read_events(kafka, topics.comparisons, Comparison, count=40)
+    )
+    assert statuses == {"joined": 40}
+    # the stopped role committed everything: the events read directly were acked to faust
+    ends = _log_ends(kafka, [topics.requests, topics.shadow], 40)
+    assert _committed(kafka, settings) == ends
