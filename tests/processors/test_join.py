@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from processors.catchup import committed_offsets
 from processors.join import JoinRole
 from schemas import Comparison, RequestEvent, ShadowResult
 from shadowlab.broker import EmbeddedBroker
@@ -169,17 +170,10 @@ def test_a_failure_acks_nothing_that_was_not_processed(
 
 
 def _committed(kafka: dict[str, str], settings: Settings) -> dict[tuple[str, int], int]:
-    """The join group's committed offsets on its two source topics (4 partitions each)."""
+    """The join group's next offsets on its two source topics (4 partitions each)."""
     topics = settings.topics
-    group = Consumer({**kafka, "group.id": settings.join.group_id})
-    try:
-        answer = group.committed(
-            [TopicPartition(t, p) for t in (topics.requests, topics.shadow) for p in range(4)],
-            timeout=10,
-        )
-    finally:
-        group.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in answer}
+    tps = [(t, p) for t in (topics.requests, topics.shadow) for p in range(4)]
+    return committed_offsets(kafka, settings.join.group_id, tps)
 
 
 def _joined_ids(kafka: dict[str, str], topic: str) -> set[str]:
