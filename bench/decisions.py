@@ -1,7 +1,7 @@
 """Decision quality of the gates: 200 simulated rollouts per scenario, default plan.
 
 Each rollout replays 72 hours of event time at 1 request per second through the real
-controller and gate statistics (``processors.gates.simulate``), with gates re-checked on
+controller and gate statistics (``processors.gates.montecarlo``), with gates re-checked on
 every 5-minute tick. Prints, per scenario, how rollouts ended, when, and which gate decided;
 and the goals of issue 6: A/A false-fail rate ≤ 5 % and ≥ 80 % promoted within 72 h; a 30 %
 slower candidate rolled back before its 24 h canary window ends in ≥ 90 %.
@@ -30,9 +30,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from processors.gates import evaluate
-from processors.gates.plan import RolloutSettings, route_gates
-from processors.gates.simulate import ModelProfile, RolloutOutcome, simulate_rollouts, slower
+from processors.gates.montecarlo import ModelProfile, RolloutOutcome, simulate_rollouts, slower
 from processors.gates.stats import Interval
+from shadowlab.core.plan import RolloutSettings, route_gates
 
 SAME = ModelProfile()
 SCENARIOS: dict[str, tuple[ModelProfile, ModelProfile | None]] = {

@@ -34,9 +34,9 @@ from rich.table import Table
 
 from processors.join import JoinRole
 from schemas import Event
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.kafka import ensure_topics, producer_config
-from shadowlab.settings import Settings, load_settings
+from shadowlab.core.kafka import ensure_topics, producer_config
+from shadowlab.core.settings import Settings, load_settings
+from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import sample_request, sample_shadow
 
 

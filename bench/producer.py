@@ -24,8 +24,8 @@ from rich.table import Table
 
 from producers import EventProducer, Router
 from schemas import RequestEvent, RoutingFlags
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.kafka import ensure_topics, producer_config
+from shadowlab.core.kafka import ensure_topics, producer_config
+from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import sample_request
 
 

@@ -24,16 +24,17 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from processors.gates.montecarlo import ModelProfile, slower
 from processors.gates.role import GatesRole
-from processors.gates.simulate import ModelProfile, slower
-from producers.flags import set_flags, start_rollout
-from producers.flags_io import FlagsClient, LiveRouter
+from producers.live_router import LiveRouter
 from schemas import GateDecision
-from shadowlab.cli_rollout import latest_decisions
-from shadowlab.settings import load_settings
-from shadowlab.stack import open_stack
+from shadowlab.core.flags import set_flags, start_rollout
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.settings import load_settings
+from shadowlab.embedded.stack import open_stack
+from shadowlab.rollout_ops import latest_decisions
 from shadowlab.testing import produce
-from shadowlab.traffic import Lockstep, TrafficDriver
+from shadowlab.testing.event_traffic import Lockstep, TrafficDriver
 from sinks.clickhouse import ClickHouseSink
 from sinks.role import SinkRole
 

@@ -24,9 +24,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from processors.shadow import ShadowRole
-from shadowlab.broker import EmbeddedBroker, free_port
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import load_settings
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import load_settings
+from shadowlab.embedded.broker import EmbeddedBroker, free_port
 from shadowlab.testing import produce, sample_request, wait_for_http
 
 

@@ -29,10 +29,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from schemas import RequestEvent
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.gcpause import gc_paused
-from shadowlab.kafka import ensure_topics, producer_config
-from shadowlab.settings import load_settings
+from shadowlab.core.gcpause import gc_paused
+from shadowlab.core.kafka import ensure_topics, producer_config
+from shadowlab.core.settings import load_settings
+from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import sample_request
 from sinks.clickhouse import ClickHouseSink, open_client, spec_of, to_row
 from sinks.migrations import apply_migrations

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from schemas import RequestEvent
-from shadowlab.settings import CandidateConfig
+from shadowlab.core.settings import CandidateConfig
 
 #: Rollout stages in which requests are replayed to candidates.
 REPLAY_STAGES = ("shadow", "canary")

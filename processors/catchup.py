@@ -38,8 +38,8 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 from faust.types import tuples as faust_tuples
 from mode.utils.queues import ThrowableQueue
 
-from shadowlab.exceptions import JoinFailedError
-from shadowlab.kafka import consumer_config
+from shadowlab.core.errors import JoinFailedError
+from shadowlab.core.kafka import consumer_config
 
 TP = tuple[str, int]
 

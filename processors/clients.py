@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import openai
 
-from shadowlab.settings import ModelEndpoint
-from shadowlab.simulator import LATENCY_HEADER, TTFT_HEADER
+from shadowlab.core.headers import LATENCY_HEADER, TTFT_HEADER
+from shadowlab.core.settings import ModelEndpoint
 
 
 def model_client(endpoint: ModelEndpoint, *, max_retries: int) -> openai.AsyncOpenAI:

@@ -11,7 +11,7 @@ with acks off and acks an event only after its comparisons and table write were 
 the producer (faust flushes the producer before it commits). faust's own ``Stream.take()``
 acks its whole buffer when the body raises; we do not use it. A malformed event goes to
 ``<topic>.dlq`` with the reason and is acked (errors are data); any other failure stops the
-role (``run`` raises :class:`~shadowlab.exceptions.JoinFailedError`) with the failed event
+role (``run`` raises :class:`~shadowlab.core.errors.JoinFailedError`) with the failed event
 and everything after it uncommitted, so a restart processes them again (except an event
 faust had skipped and the join read directly: faust may have committed past it, see
 :mod:`processors.catchup`). Redelivered events change nothing (see :mod:`processors.pairing`).
@@ -35,8 +35,8 @@ from processors.budget import replay_candidates
 from processors.catchup import KeptTopic, OffsetGuard, RawEvent, committed_offsets, read_range
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
-from shadowlab.exceptions import JoinFailedError
-from shadowlab.settings import CandidateConfig, JoinSettings, Settings
+from shadowlab.core.errors import JoinFailedError
+from shadowlab.core.settings import CandidateConfig, JoinSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class JoinRole:
             ) from f.error
 
     async def _run_async(self) -> None:
-        app = self._app()
+        app = self._faust_app()
         await app.start()
         last_report = time.monotonic()
         try:
@@ -152,7 +152,7 @@ class JoinRole:
         chosen, _ = replay_candidates(event, self._candidates.get(event.route, []), stage)
         return [c.model for c in chosen]
 
-    def _app(self) -> faust.App:
+    def _faust_app(self) -> faust.App:
         topics, cfg = self.settings.topics, self.cfg
         datadir = self.settings.data_dir / "faust"
         datadir.mkdir(parents=True, exist_ok=True)

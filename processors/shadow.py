@@ -40,9 +40,9 @@ from confluent_kafka import (
 from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
 from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
-from shadowlab.kafka import consumer_config, producer_config
-from shadowlab.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
-from shadowlab.simulator import EVENT_TIME_HEADER
+from shadowlab.core.headers import EVENT_TIME_HEADER
+from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
 
 log = logging.getLogger(__name__)
 

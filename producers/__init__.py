@@ -12,12 +12,13 @@ r"""What services embed: the canary Router (live flags) and the never-blocking E
 """
 
 from producers.emitter import EventProducer, ProducerStats
-from producers.flags import clear_override, rollback, set_flags, weight_bp
-from producers.flags_io import FlagsClient, FlagsReader, LiveRouter, load_cache, save_cache
 from producers.hashing import BUCKETS, bucket
 from producers.journal import Journal
+from producers.live_router import LiveRouter
 from producers.router import Assignment, Router
 from producers.tracking import Price, TrackedCall, track_request
+from shadowlab.core.flags import clear_override, rollback, set_flags, weight_bp
+from shadowlab.core.flags_io import FlagsClient, FlagsReader, load_cache, save_cache
 
 __all__ = [
     "BUCKETS",

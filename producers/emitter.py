@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producers.journal import FsyncPolicy, Journal
 from schemas import Event, FeedbackEvent, RequestEvent
-from shadowlab.kafka import producer_config
+from shadowlab.core.kafka import producer_config
 
 log = logging.getLogger(__name__)
 

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from typing import TYPE_CHECKING, Any
 
 from producers.emitter import EventProducer
 from producers.router import Assignment, Router
 from schemas import EventValidationError, RequestEvent
+
+if TYPE_CHECKING:  # the service brings openai; importing producers does not load it
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,12 @@ _PARAMS = (
 )
 
 
+def _is_timeout(exc: Exception) -> bool:
+    """Whether ``exc`` is the ``openai`` client's timeout (loaded if it raised it)."""
+    openai_module = sys.modules.get("openai")
+    return openai_module is not None and isinstance(exc, openai_module.APITimeoutError)
+
+
 @contextmanager
 def track_request(
     router: Router,
@@ -155,11 +163,8 @@ def track_request(
     status, error_type = "ok", None
     try:
         yield call
-    except openai.APITimeoutError:
-        status, error_type = "timeout", "APITimeoutError"
-        raise
     except Exception as exc:
-        status, error_type = "error", type(exc).__name__
+        status, error_type = ("timeout" if _is_timeout(exc) else "error"), type(exc).__name__
         raise
     finally:
         latency_ms = (time.perf_counter() - call.started) * 1000

@@ -1,6 +1,6 @@
 """The root of shadowlab's exception hierarchy, and the schema validation error.
 
-The whole hierarchy is drawn in :mod:`shadowlab.exceptions`; these two classes live here
+The whole hierarchy is drawn in :mod:`shadowlab.core.errors`; these two classes live here
 because ``schemas`` is the bottom layer that every other package imports.
 """
 

@@ -39,22 +39,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from producers.flags_io import FlagsClient
 from schemas import RoutingFlags, Stage
-from shadowlab.exceptions import (
+from shadowlab.core.errors import (
     ConfigError,
     FlagsConflictError,
     InvalidFlagsChangeError,
     UnknownRouteError,
 )
-from shadowlab.kafka import producer_config
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.kafka import producer_config
 from shadowlab.rollout_ops import COMMANDS, Command, apply_manual, latest_decisions
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from shadowlab.core.settings import Settings
     from shadowlab.roles import RoleSet
-    from shadowlab.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,34 +7,30 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 import schemas
 from shadowlab import __version__
-from shadowlab.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.cli_demo import demo_command
 from shadowlab.cli_eval import eval_command
 from shadowlab.cli_flags import flags_app
 from shadowlab.cli_report import report_command
 from shadowlab.cli_rollout import gates_app, rollout_app
+from shadowlab.cli_state import clickhouse_client, console, current_settings, err_console, state
 from shadowlab.cli_up import up_command
-from shadowlab.exceptions import ConfigError, ShadowlabError
-from shadowlab.kafka import ensure_topics
+from shadowlab.core.errors import ConfigError, ShadowlabError
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings
+from shadowlab.embedded.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.roles import ROLE_NAMES, build_role
-from shadowlab.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from clickhouse_connect.driver.client import Client
-
-    from shadowlab.testing import Role
+    from shadowlab.core.role import Role
 
 app = typer.Typer(
     name="shadowlab",
@@ -54,54 +50,6 @@ app.command("demo")(demo_command)
 app.command("report")(report_command)
 app.command("up")(up_command)
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-class _State:
-    config: Path | None = None
-
-
-_state = _State()
-
-
-def current_settings() -> Settings:
-    """The settings of this invocation (``--config`` and the environment)."""
-    return load_settings(_state.config)
-
-
-@contextmanager
-def _clickhouse(settings: Settings, *, migrate: bool) -> Iterator[Client]:
-    """The configured ClickHouse client, closed on exit.
-
-    With ``migrate`` the migrations are applied first (and reported); without, the client's
-    default database is shadowlab's, so queries may name tables unqualified.
-    """
-    from sinks.clickhouse import open_client  # noqa: PLC0415 - keeps `--help` fast
-    from sinks.migrations import apply_migrations  # noqa: PLC0415
-
-    dsn = settings.clickhouse.dsn_value(settings.data_dir)
-    client = open_client(dsn, database=None if migrate else settings.clickhouse.database)
-    try:
-        if migrate:
-            applied = apply_migrations(client, settings.clickhouse.database)
-            target = settings.clickhouse.redacted_dsn(settings.data_dir)
-            console.print(
-                f"applied migrations {applied} to {target}"
-                if applied
-                else f"{target} is up to date"
-            )
-        yield client
-    finally:
-        client.close()
-
-
-def clickhouse_client(
-    settings: Settings, *, migrate: bool = False
-) -> AbstractContextManager[Client]:
-    """The configured ClickHouse client, closed on exit (``migrate``: apply migrations first)."""
-    return _clickhouse(settings, migrate=migrate)
-
 
 @app.callback()
 def _main(
@@ -111,7 +59,7 @@ def _main(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False,
 ) -> None:
-    _state.config = config
+    state.config = config
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -159,8 +107,8 @@ def broker(
 @app.command()
 def smoke() -> None:
     """Start the embedded stack and check a RequestEvent round trip: Kafka → ClickHouse."""
+    from shadowlab.embedded.stack import open_stack  # noqa: PLC0415
     from shadowlab.smoke import run_smoke  # noqa: PLC0415 - keeps `--help` fast
-    from shadowlab.stack import open_stack  # noqa: PLC0415
 
     settings = current_settings()
     with console.status("starting the stack (Kafka, ClickHouse)…"), open_stack(settings) as stack:
@@ -240,7 +188,7 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
 
 def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) -> None:
     """Run the shadow, join or judge role, following each route's stage from ``routing.flags``."""
-    from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
+    from producers.live_router import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
 
     topics = settings.topics
     with LiveRouter(connection, topics.flags) as flags:
@@ -280,7 +228,7 @@ def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) 
 def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
     from sinks.role import SinkRole  # noqa: PLC0415
 
-    with _clickhouse(settings, migrate=True) as client:
+    with clickhouse_client(settings, migrate=True) as client:
         role = build_role("sink", settings, connection, stage_of=_no_stage, clickhouse=client)
         assert isinstance(role, SinkRole)  # noqa: S101 - narrows the type
         console.print(
@@ -296,7 +244,7 @@ def _run_sink(settings: Settings, connection: dict[str, str]) -> None:
 def _run_gates(settings: Settings, connection: dict[str, str]) -> None:
     from processors.gates.role import GatesRole  # noqa: PLC0415
 
-    with _clickhouse(settings, migrate=True) as client:
+    with clickhouse_client(settings, migrate=True) as client:
         role = build_role("gates", settings, connection, stage_of=_no_stage, clickhouse=client)
         assert isinstance(role, GatesRole)  # noqa: S101 - narrows the type
         plan = settings.rollout
@@ -322,7 +270,7 @@ def sql(
 
     if output not in ("table", "json", "csv"):
         raise ConfigError(f"unknown --format {output!r}; use table, json or csv")
-    with _clickhouse(current_settings(), migrate=False) as client:
+    with clickhouse_client(current_settings(), migrate=False) as client:
         try:
             result = client.query(query, settings=None if write else {"readonly": 1})
         except Exception as exc:  # the server's message says what was wrong with the SQL
@@ -354,7 +302,7 @@ def simulate(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve simulated OpenAI-compatible models (a test and demo double, not a model)."""
-    from shadowlab.simulator import SimulatorConfig, serve  # noqa: PLC0415
+    from shadowlab.testing.model_server import SimulatorConfig, serve  # noqa: PLC0415
 
     sim = SimulatorConfig.from_yaml(config)
     names = ", ".join(m.name for m in sim.models)
@@ -381,7 +329,7 @@ def db_migrate() -> None:
 
 
 def _migrate(settings: Settings) -> None:
-    with _clickhouse(settings, migrate=True):
+    with clickhouse_client(settings, migrate=True):
         pass
 
 

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from shadowlab.cli_rollout import fmt_cell, gates_table
+from shadowlab.cli_rollout import format_cell, gates_table
 from shadowlab.scenario import builtin_scenarios, load_scenario
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _summary(result: DemoResult) -> None:
     for d in result.decisions:
         decisions.add_row(
             f"{d['window_end']:%a %H:%M}", d["stage"], d["gate"], d["outcome"], d["action"],
-            fmt_cell(d["value"]), fmt_cell(d["threshold"]), fmt_cell(d["n"]),
+            format_cell(d["value"]), format_cell(d["threshold"]), format_cell(d["n"]),
         )  # fmt: skip
     console.print(decisions)
     counts = Table(title="produced = stored in ClickHouse, each exactly once", title_justify="left")

@@ -13,12 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from producers.flags import clear_override, rollback, set_flags, weight_bp
-from producers.flags_io import FlagsClient
 from schemas import RoutingFlags
-from shadowlab.exceptions import ConfigError, UnknownRouteError
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import Settings
+from shadowlab.cli_state import current_settings
+from shadowlab.core.errors import ConfigError, UnknownRouteError
+from shadowlab.core.flags import clear_override, rollback, set_flags, weight_bp
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings
 
 flags_app = typer.Typer(help="Routing flags: show, set, roll back.", no_args_is_help=True)
 console = Console()
@@ -30,8 +31,6 @@ ActorOption = Annotated[
 
 def settings_now() -> Settings:
     """The settings of this invocation (``--config`` and the environment)."""
-    from shadowlab.cli import current_settings  # noqa: PLC0415 - avoids an import cycle
-
     return current_settings()
 
 
@@ -152,7 +151,7 @@ def set_(
 
 
 @flags_app.command("rollback")
-def rollback_(
+def rollback_command(
     route: Annotated[str, typer.Argument(help="The route.")],
     reason: Annotated[str, typer.Option(help="Why (required, recorded).")],
     actor: ActorOption = None,
@@ -170,7 +169,7 @@ def rollback_(
 
 
 @flags_app.command("clear-override")
-def clear_override_(
+def clear_override_command(
     route: Annotated[str, typer.Argument(help="The route.")],
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
     actor: ActorOption = None,

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shadowlab.exceptions import ConfigError
+from shadowlab.cli_state import clickhouse_client, current_settings
+from shadowlab.core.errors import ConfigError
 
 console = Console()
 
@@ -23,7 +24,6 @@ def report_command(
     title: Annotated[str | None, typer.Option(help="Page title (default: the route).")] = None,
 ) -> None:
     """Write the route's rollout report: latency, errors, quality, weight, every decision."""
-    from shadowlab.cli import clickhouse_client, current_settings  # noqa: PLC0415 - no cycle
     from shadowlab.report import build_report  # noqa: PLC0415 - keeps `--help` fast
 
     settings = current_settings()

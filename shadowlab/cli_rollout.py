@@ -18,11 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from shadowlab.cli_flags import ActorOption, actor_name, flags_client, print_flags, settings_now
-from shadowlab.exceptions import UnknownRouteError
-from shadowlab.kafka import producer_config
+from shadowlab.cli_state import clickhouse_client
+from shadowlab.core.errors import UnknownRouteError
+from shadowlab.core.kafka import producer_config
 from shadowlab.rollout_ops import DECISION_COLUMNS, Command, apply_manual, latest_decisions
 
-__all__ = ["gates_app", "latest_decisions", "rollout_app"]  # latest_decisions: bench/rollout.py
+__all__ = ["format_cell", "gates_app", "gates_table", "rollout_app"]
 
 rollout_app = typer.Typer(
     help="Drive a rollout by hand (wins over the controller; audited).", no_args_is_help=True
@@ -74,18 +75,18 @@ def resume(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None
 
 
 @rollout_app.command("promote")
-def promote_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
+def promote_command(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Promote the canary now (only from the canary stage: shadow cannot be skipped)."""
     _manual("promote", route, reason, actor)
 
 
 @rollout_app.command("rollback")
-def rollback_(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
+def rollback_command(route: RouteArgument, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Roll back now: everyone to the primary (override), canary weight 0."""
     _manual("rollback", route, reason, actor)
 
 
-def fmt_cell(value: Any) -> str:
+def format_cell(value: Any) -> str:
     """A table cell: ``-`` for none, 4 significant digits, minutes for instants."""
     if value is None:
         return "-"
@@ -105,8 +106,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Each gate's latest outcome, value, baseline, threshold, interval and n."""
-    from shadowlab.cli import clickhouse_client  # noqa: PLC0415 - avoids an import cycle
-
     settings = settings_now()
     with clickhouse_client(settings) as client:
         rows = latest_decisions(client, settings.clickhouse.database, route)
@@ -132,7 +131,7 @@ def gates_table(
         colour = _COLOUR.get(row["outcome"], "white")
         table.add_row(
             *(
-                f"[{colour}]{row[c]}[/{colour}]" if c == "outcome" else fmt_cell(row[c])
+                f"[{colour}]{row[c]}[/{colour}]" if c == "outcome" else format_cell(row[c])
                 for c in columns
             )
         )

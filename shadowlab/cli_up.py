@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shadowlab.exceptions import ConfigError
+from shadowlab.cli_state import console, current_settings, err_console, use_config
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.settings import Settings
 from shadowlab.roles import ROLE_NAMES
-from shadowlab.settings import Settings
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -91,14 +92,12 @@ def up_command(
 
     Kafka and ClickHouse are the configured ones, else the embedded broker and chDB.
     """
-    from producers.flags_io import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
+    from producers.live_router import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
     from shadowlab.admin import AdminServer, check_token  # noqa: PLC0415
-    from shadowlab.cli import _state, console, current_settings, err_console  # noqa: PLC0415
+    from shadowlab.embedded.stack import open_stack  # noqa: PLC0415
     from shadowlab.roles import RoleSet, build_role  # noqa: PLC0415
-    from shadowlab.stack import open_stack  # noqa: PLC0415
 
-    if config is not None:
-        _state.config = config
+    use_config(config)
     settings = current_settings()
     names, notices = role_names(roles, settings)
     check_token(settings)

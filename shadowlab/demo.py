@@ -3,7 +3,8 @@
 The simulator serves the scenario's two models and a judge over HTTP; the embedded Kafka
 broker (Tansu) and chDB hold the events; every role (sink, shadow, join, judge, gates) runs
 in a thread. The offline evaluation runs first and publishes its gate; then simulated users
-are served one tick of event time at a time (:class:`~shadowlab.traffic.Lockstep`), each tick
+are served one tick of event time at a time
+(:class:`~shadowlab.testing.event_traffic.Lockstep`), each tick
 routed with the flags the controller set on the previous one, until the controller promotes
 or rolls back (or ``traffic.max_hours`` pass: ``held``). Every tick waits until every role
 has processed what was produced, so the gates see all of it; at the end, what was produced
@@ -27,19 +28,20 @@ from rich.console import Console
 from processors.evaluation.golden import flips
 from processors.evaluation.store import store_run
 from producers.emitter import EventProducer
-from producers.flags import set_flags, start_rollout
-from producers.flags_io import FlagsClient, LiveRouter
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.cli_eval import print_run, publish_offline, run_evaluation
-from shadowlab.cli_rollout import latest_decisions
-from shadowlab.demo_traffic import DemoTraffic, knowledge_base
-from shadowlab.exceptions import ShadowlabError
+from producers.live_router import LiveRouter
+from shadowlab.core.errors import ShadowlabError
+from shadowlab.core.flags import set_flags, start_rollout
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.settings import Settings, load_settings
+from shadowlab.demo_service import DemoTraffic, knowledge_base
+from shadowlab.embedded.broker import EmbeddedBroker
+from shadowlab.embedded.stack import open_stack
+from shadowlab.offline_eval import print_run, publish_offline, run_evaluation
 from shadowlab.roles import ROLE_NAMES, RoleSet
+from shadowlab.rollout_ops import latest_decisions
 from shadowlab.scenario import Outcome, Scenario
-from shadowlab.settings import Settings, load_settings
-from shadowlab.simulator import Simulator, SimulatorConfig
-from shadowlab.stack import open_stack
-from shadowlab.traffic import Lockstep
+from shadowlab.testing.event_traffic import Lockstep
+from shadowlab.testing.model_server import Simulator, SimulatorConfig
 
 if TYPE_CHECKING:
     from processors.gates.role import GatesRole

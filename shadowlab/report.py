@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from shadowlab.exceptions import ConfigError, UnknownRouteError
+from shadowlab.core.errors import ConfigError, UnknownRouteError
 from shadowlab.svgchart import (
     Band,
     Marker,

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from shadowlab.exceptions import ConfigError
+from shadowlab.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-    from shadowlab.settings import Settings
-    from shadowlab.testing import Role
+    from shadowlab.core.role import Role
+    from shadowlab.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``shadowlab rollout start|pause|resume|promote|rollback`` and ``POST /rollout/{route}/{command}``
 both call :func:`apply_manual`: it computes the change with the pure functions of
-:mod:`producers.flags`, writes the flags (who and why are recorded in them) and an audit
+:mod:`shadowlab.core.flags`, writes the flags (who and why are recorded in them) and an audit
 :class:`~schemas.Alert` of kind ``manual`` to the alerts topic. ``shadowlab gates status``
 and ``GET /gates/{route}`` both read :func:`latest_decisions`.
 """
@@ -14,15 +14,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from producers.flags import promote, rollback, set_paused, start_rollout
 from schemas import Alert, RoutingFlags
-from shadowlab.exceptions import InvalidFlagsChangeError
+from shadowlab.core.errors import InvalidFlagsChangeError
+from shadowlab.core.flags import promote, rollback, set_paused, start_rollout
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
-    from producers.flags_io import FlagsClient
-    from shadowlab.settings import Settings
+    from shadowlab.core.flags_io import FlagsClient
+    from shadowlab.core.settings import Settings
 
 Command = Literal["start", "pause", "resume", "promote", "rollback"]
 #: The manual commands, in the order of a rollout's life.

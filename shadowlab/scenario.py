@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from processors.gates.plan import CanaryStep, GateOverride, RolloutSettings
 from schemas._base import RouteName
-from shadowlab.exceptions import ConfigError
-from shadowlab.simulator import ModelProfile
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.plan import CanaryStep, GateOverride, RolloutSettings
+from shadowlab.testing.model_server import ModelProfile
 
 Outcome = Literal["promoted", "rolled_back", "rejected", "held"]
 

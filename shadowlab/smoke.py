@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from schemas import RequestEvent
-from shadowlab.stack import Stack
+from shadowlab.embedded.stack import Stack
 from shadowlab.testing import produce, read_events, sample_request
 from sinks.clickhouse import insert_events, query_events
 

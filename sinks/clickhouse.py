@@ -34,7 +34,7 @@ from schemas import (
     ShadowResult,
 )
 from schemas.fast import BatchDecoder, DecodedBatch
-from shadowlab.exceptions import ClickHouseError
+from shadowlab.core.errors import ClickHouseError
 from sinks.base import Sink
 
 E = TypeVar("E", bound=Event)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 
-from shadowlab.exceptions import MigrationError
+from shadowlab.core.errors import MigrationError
 from sinks.rollups import ROLLUP_STATEMENTS
 
 _MODEL_CALL_COLUMNS = """

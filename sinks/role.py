@@ -36,10 +36,10 @@ from schemas import (
     ShadowResult,
 )
 from schemas.fast import BatchDecoder, DecodedBatch
-from shadowlab.exceptions import ClickHouseError
-from shadowlab.gcpause import gc_paused
-from shadowlab.kafka import consumer_config, producer_config
-from shadowlab.settings import Settings, TopicSettings
+from shadowlab.core.errors import ClickHouseError
+from shadowlab.core.gcpause import gc_paused
+from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.settings import Settings, TopicSettings
 from sinks.base import Sink
 
 log = logging.getLogger(__name__)

@@ -1,3 +1,3 @@
-"""The suite runs on real parts: see :mod:`shadowlab.pytest_plugin` for the fixtures."""
+"""The suite runs on real parts: see :mod:`shadowlab.testing.pytest_plugin` for the fixtures."""
 
-pytest_plugins = ["shadowlab.pytest_plugin"]
+pytest_plugins = ["shadowlab.testing.pytest_plugin"]

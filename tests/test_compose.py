@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from shadowlab.settings import env_var_names, load_settings
+from shadowlab.core.settings import env_var_names, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")

@@ -15,8 +15,8 @@ import openai
 
 from processors.clients import reported_timings
 from processors.evaluation.golden import GoldenItem, ItemResult, Matcher, is_correct
-from shadowlab.exceptions import ConfigError
-from shadowlab.settings import ModelEndpoint
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.settings import ModelEndpoint
 
 #: Scores an answer's faithfulness to the context (1–5), or ``None`` when it cannot.
 Faithfulness = Callable[[str, str, list[str]], Awaitable[float | None]]
@@ -118,11 +118,11 @@ async def run_items(
     """Every item through ``endpoint``, at most ``concurrency`` calls at once, in item order."""
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(item: GoldenItem) -> ItemResult:
+    async def ask_limited(item: GoldenItem) -> ItemResult:
         async with limit:
             result = await ask(client, endpoint, item, matcher, faithfulness)
         if on_done is not None:
             on_done(result)
         return result
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    return list(await asyncio.gather(*(ask_limited(item) for item in items)))

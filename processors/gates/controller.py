@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from processors.gates.evaluate import Evaluation
-from processors.gates.plan import GateSpec, RolloutSettings
-from producers.flags import advance, promote, rollback
 from schemas import RoutingFlags, Stage
+from shadowlab.core.flags import advance, promote, rollback
+from shadowlab.core.plan import GateSpec, RolloutSettings
 
 Action = Literal["none", "hold", "advance", "promote", "rollback"]
 #: The stages in which the controller evaluates gates.

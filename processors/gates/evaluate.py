@@ -15,7 +15,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from processors.gates.plan import GateSpec
 from processors.gates.stats import (
     Interval,
     decide,
@@ -26,6 +25,7 @@ from processors.gates.stats import (
     ratio_interval,
 )
 from schemas import Outcome
+from shadowlab.core.plan import GateSpec
 
 #: The range of a CSAT rating and of a faithfulness score.
 SCORE_RANGE = (1.0, 5.0)

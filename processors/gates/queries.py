@@ -35,8 +35,8 @@ from processors.gates.evaluate import (
     from_offline,
     quantile_ranks,
 )
-from processors.gates.plan import GateSpec
 from schemas import Outcome
+from shadowlab.core.plan import GateSpec
 
 #: Prefix of the decision ids ``shadowlab eval`` publishes for the offline gate.
 OFFLINE_DECISION_PREFIX = "eval-"

@@ -37,15 +37,15 @@ from processors.gates.controller import (
     decide_tick,
     stage_gates,
 )
-from processors.gates.plan import GateSpec, route_gates
 from processors.gates.queries import GateQueries, GateResult, Window
 from processors.gates.stats import split_alpha
-from producers.flags import advance
-from producers.flags_io import FlagsClient
 from schemas import Alert, GateDecision, RoutingFlags
-from shadowlab.exceptions import FlagsConflictError
-from shadowlab.kafka import producer_config
-from shadowlab.settings import Settings
+from shadowlab.core.errors import FlagsConflictError
+from shadowlab.core.flags import advance
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.kafka import producer_config
+from shadowlab.core.plan import GateSpec, route_gates
+from shadowlab.core.settings import Settings
 
 log = logging.getLogger(__name__)
 #: Ticks evaluated per route per poll, so one route's backlog cannot starve the others.

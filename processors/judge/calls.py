@@ -15,7 +15,7 @@ from typing import Any
 import openai
 
 from processors.judge.prompts import Message
-from shadowlab.settings import ModelEndpoint
+from shadowlab.core.settings import ModelEndpoint
 
 #: Why a judgement has no verdict: ``no_score_reason`` starts with one of these codes,
 #: then ``": "`` and a detail (count them with ``splitByString(': ', no_score_reason)[1]``).

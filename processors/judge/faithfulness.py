@@ -29,7 +29,7 @@ from processors.judge.prompts import (
     parse_json_object,
     verify_messages,
 )
-from shadowlab.settings import ModelEndpoint
+from shadowlab.core.settings import ModelEndpoint
 
 
 @dataclass(frozen=True)

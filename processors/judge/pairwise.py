@@ -20,7 +20,7 @@ import openai
 from processors.compare import token_f1
 from processors.judge.calls import JUDGE_OUTPUT, ask, reason
 from processors.judge.prompts import JudgeOutputError, pairwise_messages, parse_json_object
-from shadowlab.settings import ModelEndpoint
+from shadowlab.core.settings import ModelEndpoint
 
 #: The judgement's ``preference``.
 Preference = Literal["primary", "candidate", "tie"]

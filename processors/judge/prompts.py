@@ -17,7 +17,7 @@ task                input (user message)                        reply (message c
 ==================  ==========================================  ===============================
 
 The instructions are written for a real LLM; the simulator's judge model
-(:mod:`shadowlab.simulator`) answers the same messages deterministically.
+(:mod:`shadowlab.testing.model_server`) answers the same messages deterministically.
 """
 
 from __future__ import annotations

@@ -50,9 +50,9 @@ from processors.judge.prompts import (
     verify_messages,
 )
 from schemas import EventValidationError, Judgement, RequestEvent, ShadowResult
-from shadowlab.exceptions import ConfigError
-from shadowlab.kafka import consumer_config, producer_config
-from shadowlab.settings import JudgeSettings, Settings
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.settings import JudgeSettings, Settings
 
 log = logging.getLogger(__name__)
 

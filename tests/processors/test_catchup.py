@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from processors.catchup import KeptTopic, OffsetGuard, committed_offsets, read_range
-from shadowlab.exceptions import JoinFailedError
+from shadowlab.core.errors import JoinFailedError
 from shadowlab.testing import produce, sample_request
 
 TP = ("llm.requests", 2)

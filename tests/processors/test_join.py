@@ -14,10 +14,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from processors.catchup import committed_offsets
 from processors.join import JoinRole
 from schemas import Comparison, RequestEvent, ShadowResult
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.exceptions import JoinFailedError
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import Settings, load_settings
+from shadowlab.core.errors import JoinFailedError
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings, load_settings
+from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import (
     produce,
     read_events,

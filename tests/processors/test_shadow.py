@@ -11,9 +11,9 @@ import pytest
 
 from processors.shadow import ShadowRole
 from schemas import ShadowResult
-from shadowlab.settings import Settings, load_settings
-from shadowlab.simulator import Simulator, SimulatorConfig
+from shadowlab.core.settings import Settings, load_settings
 from shadowlab.testing import produce, read_events, run_until, sample_request
+from shadowlab.testing.model_server import Simulator, SimulatorConfig
 
 MESSAGES = [
     {"role": "system", "content": "The warranty lasts two years. Returns are free."},
@@ -180,7 +180,7 @@ def test_malformed_requests_go_to_the_dead_letter_topic(
 ) -> None:
     from confluent_kafka import Producer
 
-    from shadowlab.kafka import ensure_topics
+    from shadowlab.core.kafka import ensure_topics
     from shadowlab.testing import read_messages
 
     requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from schemas import ShadowResult
-from shadowlab.simulator import Simulator, SimulatorConfig
 from shadowlab.testing import produce, read_events, read_messages, sample_request
+from shadowlab.testing.model_server import Simulator, SimulatorConfig
 
 N = 120
 MESSAGES = [

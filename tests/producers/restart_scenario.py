@@ -16,8 +16,8 @@ from pathlib import Path
 
 from producers import EventProducer
 from schemas import RequestEvent
-from shadowlab.broker import EmbeddedBroker, free_port
-from shadowlab.kafka import ensure_topics
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.embedded.broker import EmbeddedBroker, free_port
 from shadowlab.testing import read_messages, sample_request
 
 TOPICS = {"llm.requests": 4}

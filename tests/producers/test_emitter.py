@@ -16,7 +16,7 @@ import pytest
 
 from producers import EventProducer
 from schemas import FeedbackEvent
-from shadowlab.broker import free_port
+from shadowlab.embedded.broker import free_port
 from shadowlab.testing import read_events, read_messages, sample_request
 from tests.samples import sample_events
 

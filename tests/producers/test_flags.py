@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from producers import clear_override, rollback, set_flags, weight_bp
-from shadowlab.exceptions import InvalidFlagsChangeError, UnknownRouteError
+from shadowlab.core.errors import InvalidFlagsChangeError, UnknownRouteError
 
 NOW = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 

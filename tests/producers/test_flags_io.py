@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 
 from producers import FlagsClient, LiveRouter, load_cache, rollback, set_flags
 from schemas import RoutingFlags
-from shadowlab.broker import free_port
-from shadowlab.exceptions import FlagsConflictError
+from shadowlab.core.errors import FlagsConflictError
+from shadowlab.embedded.broker import free_port
 
 NOW = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 
@@ -111,7 +111,7 @@ def test_concurrent_writers_conflict_instead_of_losing_a_change(
     topic = topic_factory("routing.flags")
     with FlagsClient(kafka, topic) as a, FlagsClient(kafka, topic) as b:
         a.publish(_first())
-        _wait(lambda: b.router.version("faq") == 1)
+        _wait(lambda: b.table.version("faq") == 1)
         change_a = rollback(a.current("faq"), route="faq", actor="alice", reason="a", now=NOW)
         change_b = set_flags(
             b.current("faq"),

@@ -9,7 +9,7 @@ import pytest
 
 from producers import BUCKETS, Router, bucket
 from schemas import RoutingFlags
-from shadowlab.exceptions import UnknownRouteError
+from shadowlab.core.errors import UnknownRouteError
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 KEYS = [f"user-{i}" for i in range(100_000)]

@@ -11,8 +11,8 @@ import pytest
 
 from producers import EventProducer, Price, Router, set_flags, track_request
 from schemas import RequestEvent
-from shadowlab.simulator import Simulator, SimulatorConfig
 from shadowlab.testing import read_events
+from shadowlab.testing.model_server import Simulator, SimulatorConfig
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
 MESSAGES = [

@@ -22,8 +22,7 @@ from processors.gates.role import GatesCounters
 from processors.join import JoinCounters
 from processors.judge.role import JudgeCounters
 from processors.shadow import ShadowCounters
-from producers.flags import set_flags
-from producers.flags_io import FlagsClient, LiveRouter
+from producers.live_router import LiveRouter
 from schemas import Alert, RoutingFlags
 from shadowlab.admin import (
     AdminServer,
@@ -35,11 +34,13 @@ from shadowlab.admin import (
     role_samples,
     secret_values,
 )
-from shadowlab.exceptions import ConfigError
-from shadowlab.kafka import ensure_topics
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.flags import set_flags
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings
 from shadowlab.roles import RoleSet, build_role
 from shadowlab.rollout_ops import latest_decisions
-from shadowlab.settings import Settings
 from shadowlab.testing import produce, read_events, sample_request
 from sinks.migrations import apply_migrations
 from sinks.role import SinkCounters

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from shadowlab.broker import EmbeddedBroker, free_port
-from shadowlab.exceptions import BrokerBinaryNotFoundError, PortInUseError
+from shadowlab.core.errors import BrokerBinaryNotFoundError, PortInUseError
+from shadowlab.embedded.broker import EmbeddedBroker, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_broker_dies_with_a_sigkilled_parent() -> None:
     code = textwrap.dedent("""
         import sys, time
-        from shadowlab.broker import EmbeddedBroker
+        from shadowlab.embedded.broker import EmbeddedBroker
         broker = EmbeddedBroker().start()
         print(broker.pid, flush=True)
         time.sleep(60)
@@ -151,7 +151,7 @@ def test_session_broker_is_gone_after_a_failing_test(pytester: pytest.Pytester) 
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "shadowlab.pytest_plugin", "-p", "no:cacheprovider"
+        "-p", "shadowlab.testing.pytest_plugin", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(failed=1)
     pid = int(pid_file.read_text())

@@ -73,7 +73,7 @@ def test_simulate_serves_the_configured_models(tmp_path: Path) -> None:
     import json
     import urllib.request
 
-    from shadowlab.broker import free_port
+    from shadowlab.embedded.broker import free_port
     from shadowlab.testing import wait_for_http
 
     config = tmp_path / "models.yaml"
@@ -121,7 +121,7 @@ def test_run_sink_stores_events_from_a_configured_broker(
     import time
     import uuid
 
-    from shadowlab.kafka import ensure_topics
+    from shadowlab.core.kafka import ensure_topics
     from shadowlab.testing import produce, sample_request
 
     requests = f"req-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,8 @@
 """``shadowlab eval`` against simulated models whose answers, latencies and tokens are known.
 
 The simulator is deterministic, so the test computes what each model answers with
-``shadowlab.simulator.decide`` and checks the reported accuracy exactly, the cost exactly,
+``shadowlab.testing.model_server.decide`` and checks the reported accuracy exactly, the cost
+exactly,
 and the p95 within the tolerance of measuring it over HTTP.
 """
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from processors.evaluation.golden import GoldenItem, accuracy_gate, is_correct
-from shadowlab.simulator import ModelProfile, Simulator, SimulatorConfig, decide
+from shadowlab.testing.model_server import ModelProfile, Simulator, SimulatorConfig, decide
 
 PROFILES = [
     ModelProfile(name="current", latency_median_ms=60, latency_p95_ms=120, p_correct=0.9),

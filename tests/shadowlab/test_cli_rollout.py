@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from producers.flags_io import FlagsClient
 from schemas import Alert
+from shadowlab.core.flags_io import FlagsClient
 from shadowlab.testing import read_events
 
 

@@ -20,7 +20,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from schemas import FeedbackEvent, GateDecision, RequestEvent
-from shadowlab.exceptions import UnknownRouteError
+from shadowlab.core.errors import UnknownRouteError
 from shadowlab.report import (
     BUCKETS_S,
     MAX_POINTS,
@@ -511,7 +511,7 @@ def _shadowlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 _STORE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from shadowlab.settings import load_settings
+from shadowlab.core.settings import load_settings
 from sinks.clickhouse import open_client
 from sinks.migrations import apply_migrations
 from tests.shadowlab import report_sample

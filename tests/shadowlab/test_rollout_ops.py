@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from producers.flags import set_flags
 from schemas import RoutingFlags
-from shadowlab.exceptions import InvalidFlagsChangeError, UnknownRouteError
+from shadowlab.core.errors import InvalidFlagsChangeError, UnknownRouteError
+from shadowlab.core.flags import set_flags
 from shadowlab.rollout_ops import COMMANDS, VERBS, audit_alert, manual_change
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

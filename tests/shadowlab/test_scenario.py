@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from processors.evaluation.golden import is_correct
 from processors.evaluation.runner import golden_messages
 from shadowlab.cli import app
-from shadowlab.demo_traffic import knowledge_base
-from shadowlab.exceptions import ConfigError
+from shadowlab.core.errors import ConfigError
+from shadowlab.demo_service import knowledge_base
 from shadowlab.scenario import Scenario, builtin_scenarios, load_scenario
-from shadowlab.simulator import WRONG_ANSWER, ModelProfile, decide
+from shadowlab.testing.model_server import WRONG_ANSWER, ModelProfile, decide
 
 EXPECTED = {
     "good": ("promoted", None),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shadowlab.exceptions import ConfigError
-from shadowlab.settings import Settings, env_var_names, load_settings
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.settings import Settings, env_var_names, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import urllib.request
 import openai
 import pytest
 
-from shadowlab.simulator import (
+from shadowlab.testing.model_server import (
     UNSUPPORTED_CLAIM,
     WRONG_ANSWER,
     ModelProfile,

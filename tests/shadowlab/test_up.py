@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from shadowlab.broker import free_port
 from shadowlab.cli_up import role_names
-from shadowlab.exceptions import ConfigError
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.settings import Settings
+from shadowlab.embedded.broker import free_port
 from shadowlab.roles import ROLE_NAMES
-from shadowlab.settings import Settings
 
 TOKEN = "up-" + uuid.uuid4().hex
 

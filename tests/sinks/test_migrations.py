@@ -8,7 +8,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from schemas import EVENT_TYPES, RequestEvent
-from shadowlab.exceptions import MigrationError
+from shadowlab.core.errors import MigrationError
 from shadowlab.testing import sample_request
 from sinks.clickhouse import TABLES, insert_events, query_events
 from sinks.migrations import MIGRATIONS, Migration, applied_versions, apply_migrations

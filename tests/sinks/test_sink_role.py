@@ -14,9 +14,9 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 
 from schemas import EventValidationError, RequestEvent
-from shadowlab.exceptions import ClickHouseError
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import Settings, load_settings
+from shadowlab.core.errors import ClickHouseError
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings, load_settings
 from shadowlab.testing import produce, read_messages, run_until, sample_request
 from sinks.clickhouse import TABLES, ClickHouseSink, query_events
 from sinks.migrations import apply_migrations

@@ -8,10 +8,10 @@ import pytest
 
 from processors.gates.controller import decide_tick, stage_gates
 from processors.gates.evaluate import Evaluation
-from processors.gates.plan import CanaryStep, GateOverride, GateSpec, RolloutSettings, route_gates
-from producers.flags import promote, set_paused, start_rollout
 from schemas import RoutingFlags
-from shadowlab.exceptions import InvalidFlagsChangeError
+from shadowlab.core.errors import InvalidFlagsChangeError
+from shadowlab.core.flags import promote, set_paused, start_rollout
+from shadowlab.core.plan import CanaryStep, GateOverride, GateSpec, RolloutSettings, route_gates
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 PLAN = RolloutSettings(

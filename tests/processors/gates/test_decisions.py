@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from processors.gates.plan import RolloutSettings, route_gates
-from processors.gates.simulate import ModelProfile, RolloutOutcome, simulate_rollouts, slower
+from processors.gates.montecarlo import ModelProfile, RolloutOutcome, simulate_rollouts, slower
+from shadowlab.core.plan import RolloutSettings, route_gates
 
 PLAN = RolloutSettings(tick_s=900)
 GATES = route_gates(PLAN)

@@ -17,8 +17,8 @@ from processors.gates.evaluate import (
     evaluate_rate_difference,
     quantile_ranks,
 )
-from processors.gates.plan import GateSpec
 from processors.gates.stats import quantile_cs
+from shadowlab.core.plan import GateSpec
 
 ALPHA, T_STAR = 0.01, 5000.0
 P95 = GateSpec(name="p95", stage="canary", metric="p95_latency", threshold=1.10, min_n=100)

@@ -20,15 +20,16 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from processors.gates.montecarlo import ModelProfile
 from processors.gates.role import GatesRole
-from processors.gates.simulate import ModelProfile
-from producers.flags import set_flags, set_paused, start_rollout
-from producers.flags_io import FlagsClient, LiveRouter
+from producers.live_router import LiveRouter
 from schemas import Alert, GateDecision
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import Settings, load_settings
+from shadowlab.core.flags import set_flags, set_paused, start_rollout
+from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings, load_settings
 from shadowlab.testing import produce, read_events, sample_request
-from shadowlab.traffic import Lockstep, TrafficDriver
+from shadowlab.testing.event_traffic import Lockstep, TrafficDriver
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrations import apply_migrations
 from sinks.role import SinkRole

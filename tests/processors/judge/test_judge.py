@@ -13,8 +13,13 @@ from processors.clients import model_client
 from processors.judge.faithfulness import FaithfulnessVerdict, judge_faithfulness
 from processors.judge.pairwise import PairwiseVerdict, judge_pairwise
 from processors.judge.prompts import claims_messages, verify_messages
-from shadowlab.settings import ModelEndpoint
-from shadowlab.simulator import UNSUPPORTED_CLAIM, Simulator, SimulatorConfig, judge_reply
+from shadowlab.core.settings import ModelEndpoint
+from shadowlab.testing.model_server import (
+    UNSUPPORTED_CLAIM,
+    Simulator,
+    SimulatorConfig,
+    judge_reply,
+)
 
 CONTEXT = [
     "The warranty lasts two years. Returns are free within 30 days.",

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from schemas import Judgement
-from shadowlab.exceptions import ConfigError
-from shadowlab.settings import env_var_names, load_settings
-from shadowlab.simulator import Simulator, SimulatorConfig
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.settings import env_var_names, load_settings
 from shadowlab.testing import produce, read_events, sample_request
+from shadowlab.testing.model_server import Simulator, SimulatorConfig
 
 
 def _config(

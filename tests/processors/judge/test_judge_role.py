@@ -14,10 +14,10 @@ from processors.clients import model_client
 from processors.judge.faithfulness import judge_faithfulness
 from processors.judge.role import JudgeRole, judge_sampled
 from schemas import Judgement, RequestEvent, ShadowResult
-from shadowlab.settings import Settings, load_settings
-from shadowlab.simulator import UNSUPPORTED_CLAIM, Simulator, SimulatorConfig
+from shadowlab.core.settings import Settings, load_settings
 from shadowlab.testing import produce, read_events, read_messages, run_until, sample_request
 from shadowlab.testing import sample_shadow as _sample_shadow
+from shadowlab.testing.model_server import UNSUPPORTED_CLAIM, Simulator, SimulatorConfig
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
 FAITHFUL = "The warranty lasts two years."
@@ -168,7 +168,7 @@ def test_the_role_follows_the_stage_and_dead_letters_malformed_events(
 ) -> None:
     from confluent_kafka import Producer
 
-    from shadowlab.kafka import ensure_topics
+    from shadowlab.core.kafka import ensure_topics
 
     ensure_topics(kafka, {topics["requests"] + ".dlq": 1, topics["shadow"] + ".dlq": 1})
     settings = _settings(simulator, tmp_path, topics)

@@ -29,7 +29,7 @@ from typing import IO, Self
 
 from confluent_kafka.admin import AdminClient
 
-from shadowlab.exceptions import BrokerBinaryNotFoundError, BrokerStartError, PortInUseError
+from shadowlab.core.errors import BrokerBinaryNotFoundError, BrokerStartError, PortInUseError
 
 _PR_SET_PDEATHSIG = 1
 #: Variables Tansu reads (clap ``env``) that must not leak in from the caller's environment.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from shadowlab.broker import EmbeddedBroker
-from shadowlab.kafka import ensure_topics
-from shadowlab.settings import Settings
+from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.settings import Settings
+from shadowlab.embedded.broker import EmbeddedBroker
 from sinks.clickhouse import open_client
 from sinks.migrations import apply_migrations
 

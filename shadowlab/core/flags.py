@@ -1,16 +1,73 @@
-"""Routing flags: pure changes (set, rollback, clear override) and their validation.
+"""Routing flags: pure changes (set, rollback, clear override), and the table of those in force.
 
 Each change returns a new :class:`RoutingFlags` with ``version = current + 1``; nothing here
-does I/O. :mod:`producers.flags_io` reads and writes them on the ``routing.flags`` topic.
+does I/O. :class:`FlagsTable` holds the flags in force per route (the newest version wins);
+the service's :class:`~producers.router.Router` is one, and :mod:`shadowlab.core.flags_io`
+reads and writes them on the ``routing.flags`` topic. Every writer of flags (the rollout
+controller, the CLI, the admin API) shares these functions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
+from collections.abc import Iterable, Mapping
 
 from schemas import EventValidationError, RoutingFlags, Stage
-from shadowlab.exceptions import InvalidFlagsChangeError, UnknownRouteError
+from shadowlab.core.errors import InvalidFlagsChangeError, UnknownRouteError
+
+
+class FlagsTable:
+    """The flags in force per route: a newer version replaces the route's flags, whole.
+
+    Reads take no lock: they see an immutable mapping that :meth:`apply` replaces.
+
+    Args:
+        flags: initial flags (e.g. from the last-known-good cache).
+    """
+
+    def __init__(self, flags: Iterable[RoutingFlags] = ()) -> None:
+        self._flags: Mapping[str, RoutingFlags] = {}
+        self._write_lock = threading.Lock()
+        self._listeners: list[threading.Event] = []
+        for item in flags:
+            self.apply(item)
+
+    def apply(self, flags: RoutingFlags) -> bool:
+        """Install ``flags`` unless the route already has this version or a newer one.
+
+        Returns:
+            Whether the flags were installed.
+        """
+        with self._write_lock:
+            current = self._flags.get(flags.route)
+            if current is not None and current.version >= flags.version:
+                return False
+            self._flags = {**self._flags, flags.route: flags}  # readers see old or new, whole
+            for waiter in self._listeners:
+                waiter.set()
+            return True
+
+    def flags(self, route: str) -> RoutingFlags | None:
+        """Return the flags in force for ``route``, if any."""
+        return self._flags.get(route)
+
+    def snapshot(self) -> dict[str, RoutingFlags]:
+        """Return every route's flags in force."""
+        return dict(self._flags)
+
+    def version(self, route: str) -> int:
+        """Return the flags version in force for ``route`` (0 when none: versions start at 1)."""
+        flags = self._flags.get(route)
+        return flags.version if flags is not None else 0
+
+    def changed(self) -> threading.Event:
+        """Return an event set on every installed change (for waiters; clear it yourself)."""
+        waiter = threading.Event()
+        with self._write_lock:
+            self._listeners.append(waiter)
+        return waiter
 
 
 def _require(current: RoutingFlags | None, route: str) -> RoutingFlags:

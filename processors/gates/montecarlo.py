@@ -34,9 +34,9 @@ from processors.gates.evaluate import (
     from_offline,
     quantile_ranks,
 )
-from processors.gates.plan import GateSpec, RolloutSettings
 from processors.gates.stats import split_alpha
 from schemas import RoutingFlags
+from shadowlab.core.plan import GateSpec, RolloutSettings
 
 _BINS = 60_000  # 1 ms bins up to 60 s
 _CSAT = np.arange(1, 6)

@@ -1,9 +1,11 @@
-"""Routing flags on Kafka: a background reader that keeps a Router current, and a writer.
+"""Routing flags on Kafka: a background reader that keeps a flags table current, and a writer.
 
 The ``routing.flags`` topic is keyed by route; the last value per key wins, and a reader
 never installs a version older than the one it has (so no reliance on compaction, which the
 embedded broker never does). Every installed change is also written to a last-known-good
 cache file, so a service that restarts while Kafka is down routes by the flags it last saw.
+Services embed :class:`~producers.live_router.LiveRouter` (a Router fed by a
+:class:`FlagsReader`); every writer (controller, CLI, admin API) uses :class:`FlagsClient`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from producers.router import Router
 from schemas import EventValidationError, RoutingFlags
-from shadowlab.exceptions import FlagsConflictError, InvalidFlagsChangeError, StackError
+from shadowlab.core.errors import FlagsConflictError, InvalidFlagsChangeError, StackError
+from shadowlab.core.flags import FlagsTable
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,13 @@ def save_cache(path: Path, flags: Mapping[str, RoutingFlags]) -> None:
 
 
 class FlagsReader:
-    """Applies every change on the flags topic to a :class:`Router`, in a daemon thread.
+    """Applies every change on the flags topic to a :class:`FlagsTable`, in a daemon thread.
 
     It reads the whole topic from the start (no consumer group: nothing to join, so it is
     ready at once), with a short fetch wait so changes apply within tens of milliseconds.
 
     Args:
-        router: the Router to keep current.
+        table: the flags table (a service's Router) to keep current.
         connection: librdkafka connection config.
         topic: the flags topic.
         cache_path: the last-known-good cache to write on every change (optional).
@@ -68,7 +70,7 @@ class FlagsReader:
 
     def __init__(
         self,
-        router: Router,
+        table: FlagsTable,
         connection: Mapping[str, str],
         topic: str,
         *,
@@ -76,7 +78,7 @@ class FlagsReader:
         keep_history: bool = False,
         fetch_wait_ms: int = 10,
     ) -> None:
-        self.router = router
+        self.table = table
         self.topic = topic
         self.cache_path = cache_path
         self.history: list[RoutingFlags] | None = [] if keep_history else None
@@ -141,7 +143,7 @@ class FlagsReader:
                     at_end.discard(message.partition() or 0)
                     changed |= self._apply(message.value() or b"")
                 if changed and self.cache_path is not None:
-                    save_cache(self.cache_path, self.router.snapshot())
+                    save_cache(self.cache_path, self.table.snapshot())
                 if len(at_end) == partitions:
                     self._caught_up.set()
         except Exception:  # pragma: no cover - a reader must never die silently
@@ -172,7 +174,7 @@ class FlagsReader:
             self.malformed += 1
             log.warning("ignoring malformed routing flags: %s", exc)
             return False
-        if self.router.apply(flags):
+        if self.table.apply(flags):
             self.applied += 1
             if self.history is not None:
                 self.history.append(flags)
@@ -190,11 +192,11 @@ class FlagsClient:
     """
 
     def __init__(self, connection: Mapping[str, str], topic: str, timeout_s: float = 10.0):
-        self.router = Router()
+        self.table = FlagsTable()
         self.topic = topic
         self.timeout_s = timeout_s
         self._connection = dict(connection)
-        self._reader = FlagsReader(self.router, connection, topic, keep_history=True)
+        self._reader = FlagsReader(self.table, connection, topic, keep_history=True)
         self._producer: Producer | None = None
 
     def __enter__(self) -> Self:
@@ -220,11 +222,11 @@ class FlagsClient:
 
     def current(self, route: str) -> RoutingFlags | None:
         """Return the flags in force for ``route``."""
-        return self.router.flags(route)
+        return self.table.flags(route)
 
     def all(self) -> dict[str, RoutingFlags]:
         """Return the flags in force for every route."""
-        return self.router.snapshot()
+        return self.table.snapshot()
 
     def history(self, route: str) -> list[RoutingFlags]:
         """Return every version of ``route``'s flags applied, oldest first."""
@@ -238,7 +240,7 @@ class FlagsClient:
             FlagsConflictError: another writer's change won.
             TimeoutError: the write was not seen back in time.
         """
-        current = self.router.version(flags.route)
+        current = self.table.version(flags.route)
         if flags.version <= current:
             raise self._conflict(flags)
         if flags.version != current + 1:
@@ -259,64 +261,18 @@ class FlagsClient:
         if self._producer.flush(self.timeout_s) > 0:
             raise TimeoutError(f"could not deliver the flags change to {self.topic}")
         deadline = time.monotonic() + self.timeout_s
-        while self.router.version(flags.route) < flags.version:
+        while self.table.version(flags.route) < flags.version:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the flags change was not read back from {self.topic}")
             time.sleep(0.005)
-        if self.router.flags(flags.route) != flags:
+        if self.table.flags(flags.route) != flags:
             raise self._conflict(flags)
         return flags
 
     def _conflict(self, flags: RoutingFlags) -> FlagsConflictError:
-        in_force = self.router.flags(flags.route)
+        in_force = self.table.flags(flags.route)
         who = f"{in_force.changed_by}: {in_force.reason!r}" if in_force is not None else "?"
         return FlagsConflictError(
             f"another writer changed {flags.route!r} first (version "
             f"{in_force.version if in_force else '?'} by {who}); re-read the flags and retry"
         )
-
-
-class LiveRouter(Router):
-    """A :class:`Router` kept current by a :class:`FlagsReader`, seeded from the cache file.
-
-    What a service embeds::
-
-        with LiveRouter(conf, "routing.flags", cache_path=Path("/var/cache/app/flags.json")) as r:
-            assignment = r.choose("support-answer", key=user_id)
-
-    When Kafka is down at start, the router serves the cached flags until the reader
-    catches up.
-    """
-
-    def __init__(
-        self,
-        connection: Mapping[str, str],
-        topic: str = "routing.flags",
-        *,
-        cache_path: Path | None = None,
-        fetch_wait_ms: int = 10,
-    ) -> None:
-        super().__init__(load_cache(cache_path) if cache_path is not None else ())
-        self.reader = FlagsReader(
-            self, connection, topic, cache_path=cache_path, fetch_wait_ms=fetch_wait_ms
-        )
-
-    def start(self) -> Self:
-        """Start following the flags topic."""
-        self.reader.start()
-        return self
-
-    def close(self) -> None:
-        """Stop following the flags topic."""
-        self.reader.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from confluent_kafka import Producer
 
-from processors.gates.simulate import ModelProfile
+from processors.gates.montecarlo import ModelProfile
 from producers.router import Router
 from schemas import Comparison, Event, FeedbackEvent, Judgement, RequestEvent
-from shadowlab.exceptions import UnknownRouteError
-from shadowlab.kafka import producer_config
-from shadowlab.settings import TopicSettings
+from shadowlab.core.errors import UnknownRouteError
+from shadowlab.core.kafka import producer_config
+from shadowlab.core.settings import TopicSettings
 
 if TYPE_CHECKING:
     from processors.gates.role import GatesRole

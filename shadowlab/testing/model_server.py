@@ -44,8 +44,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from processors.compare import is_refusal
 from processors.judge.prompts import TASK_CLAIMS, TASK_PAIRWISE, TASK_VERIFY, task_input
-from shadowlab.broker import free_port
-from shadowlab.exceptions import ConfigError
+from shadowlab.core.errors import ConfigError
+from shadowlab.core.headers import EVENT_TIME_HEADER, LATENCY_HEADER, TTFT_HEADER
+from shadowlab.embedded.broker import free_port
 
 WRONG_ANSWER = "I am not sure; it may depend on your plan, so please contact support."
 UNSUPPORTED_CLAIM = "This was also confirmed by an independent audit in 2019."
@@ -360,16 +361,6 @@ class _Server:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-
-
-#: Request header carrying the event time of a (replayed) request, for drift profiles.
-EVENT_TIME_HEADER = "X-Shadowlab-Event-Time"
-#: Response headers of a time-compressing simulator (``time_scale`` ≠ 1): the latency and
-#: time to first token it simulated, in simulated milliseconds. Clients record these instead
-#: of their wall-clock measurements (see :func:`processors.clients.reported_timings`), so a
-#: replay compressed 100× still records the model's latencies. Real endpoints never send them.
-LATENCY_HEADER = "X-Shadowlab-Simulated-Latency-Ms"
-TTFT_HEADER = "X-Shadowlab-Simulated-Ttft-Ms"
 
 
 def _event_time(request: web.Request) -> dt.datetime:

@@ -14,12 +14,13 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from schemas import Event, RequestEvent, ShadowResult
-from shadowlab.kafka import CONSUMER_DEFAULTS, producer_config
+from shadowlab.core.kafka import CONSUMER_DEFAULTS, producer_config
+from shadowlab.core.role import Role
 
 E = TypeVar("E", bound=Event)
 
@@ -79,20 +80,6 @@ def sample_shadow(**overrides: Any) -> ShadowResult:
     }
     data.update(overrides)
     return ShadowResult.parse(data)
-
-
-class Role(Protocol):
-    """A stream role: ``run()`` loops in the calling thread until ``stop()``."""
-
-    @property
-    def counters(self) -> object:
-        """What the role did so far (shown when a test times out)."""
-
-    def run(self) -> None:
-        """Loop until stopped."""
-
-    def stop(self) -> None:
-        """Ask the loop to finish its batch and return."""
 
 
 def run_until(role: Role, done: Callable[[], bool], timeout_s: float = 60.0) -> None:

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from shadowlab.exceptions import StackError
+from shadowlab.core.errors import StackError
 
 #: Consumer settings that hold on both brokers (see the module docstring).
 CONSUMER_DEFAULTS: dict[str, str] = {

@@ -2,7 +2,8 @@
 
 Each chunk of event time is routed by the real :class:`~producers.router.Router` (so canary
 users follow the controller's weights), answered as the simulator answers (its own
-:func:`~shadowlab.simulator.decide`, in process: the same answer, latency and fate the model
+:func:`~shadowlab.testing.model_server.decide`, in process: the same answer, latency and
+fate the model
 would give over HTTP, without spending the demo's one Python core on the service's HTTP
 calls), and emitted by the real :class:`~producers.emitter.EventProducer`:
 one :class:`~schemas.RequestEvent` per request and a :class:`~schemas.FeedbackEvent` for the
@@ -28,10 +29,10 @@ from processors.evaluation.runner import golden_messages
 from producers.emitter import EventProducer
 from producers.router import Router
 from schemas import FeedbackEvent, RequestEvent
-from shadowlab.exceptions import UnknownRouteError
+from shadowlab.core.errors import UnknownRouteError
+from shadowlab.core.settings import Settings
 from shadowlab.scenario import Scenario
-from shadowlab.settings import Settings
-from shadowlab.simulator import decide
+from shadowlab.testing.model_server import decide
 
 _ERROR_TYPES = {"error": "InternalServerError", "rate_limited": "RateLimitError",
                 "hang": "APITimeoutError"}  # fmt: skip
