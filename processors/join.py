@@ -36,6 +36,7 @@ from processors.catchup import KeptTopic, OffsetGuard, RawEvent, committed_offse
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
 from shadowlab.core.errors import JoinFailedError
+from shadowlab.core.kafka import dead_letter
 from shadowlab.core.settings import CandidateConfig, JoinSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -293,10 +294,16 @@ class JoinRole:
                 step = on_shadow(table.get(key), result, raw.decode(), now)
         except EventValidationError as exc:
             self.counters.malformed += 1
-            await app.topic(message.topic + topics.dlq_suffix, value_serializer="raw").send(
+            letter = dead_letter(
+                role="join",
+                error=exc,
+                source=_where(message),
                 key=message.key,
                 value=raw,
-                headers=[("error", str(exc).encode()[:4000]), ("role", b"join")],
+                dlq_suffix=topics.dlq_suffix,
+            )
+            await app.topic(letter.topic, value_serializer="raw").send(
+                key=letter.key, value=letter.value, headers=list(letter.headers)
             )
             return
         await apply(key, step)

@@ -31,7 +31,6 @@ import openai
 from confluent_kafka import (
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -41,7 +40,14 @@ from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_cand
 from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from shadowlab.core.headers import EVENT_TIME_HEADER
-from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.kafka import (
+    BatchLoop,
+    BatchRole,
+    consumer_config,
+    dead_letter_of,
+    produce_dead_letter,
+    producer_config,
+)
 from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,7 @@ class _Candidate:
         return self.endpoint.cost(chars / 4, output)
 
 
-class ShadowRole:
+class ShadowRole(BatchRole):
     """Runs the replay loop until :meth:`stop` (in its own thread or ``asyncio.run``).
 
     Args:
@@ -100,19 +106,18 @@ class ShadowRole:
         stage_of: Callable[[str], str | None] | None = None,
         report_every_s: float = 10.0,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.cfg: ShadowSettings = settings.shadow
         self.counters = ShadowCounters()
         self._connection = dict(connection)
         self._stage_of = stage_of
         self._report_every_s = report_every_s
-        self._stop = threading.Event()
         self._routes: dict[str, list[_Candidate]] = {}
         for route in settings.routes:
             self._routes[route.name] = [self._candidate(c) for c in route.candidates]
         self._paid = RecentPairs(self.cfg.dedupe_window)
         self._pending_pairs: list[tuple[str, str]] = []
-        self._consumer: Consumer | None = None
 
     def _candidate(self, config: CandidateConfig) -> _Candidate:
         endpoint = self.settings.model(config.model)
@@ -124,14 +129,6 @@ class ShadowRole:
             TokenBucket(config.max_rps) if config.max_rps else None,
             SpendWindow(config.max_usd_per_hour) if config.max_usd_per_hour else None,
         )
-
-    def stop(self) -> None:
-        """Ask the loop to finish its batch and return."""
-        self._stop.set()
-
-    def run(self) -> None:
-        """Run the loop in this thread until :meth:`stop`."""
-        asyncio.run(self.run_async())
 
     async def run_async(self) -> None:
         """The loop: consume a batch, replay it, deliver results, commit, repeat."""
@@ -146,18 +143,16 @@ class ShadowRole:
         # results already on llm.shadow were paid for (by us before a crash, or by another
         # instance before a rebalance): learn them before replaying anything
         await asyncio.to_thread(scan_paid, self._connection, topics.shadow, self._paid, self._stop)
-        last_report = time.monotonic()
+        loop = BatchLoop(
+            "shadow", consumer, producer, self._stop, self.cfg.batch_size, "shadow results"
+        )
         try:
-            while not self._stop.is_set():
-                batch = await asyncio.to_thread(consumer.consume, self.cfg.batch_size, 0.2)
-                if batch:
-                    await self._process(batch, producer, limit)
-                    await asyncio.to_thread(_flush_all, producer, self._stop)
-                    self._remember_paid()
-                    consumer.commit(asynchronous=False)
-                if time.monotonic() - last_report >= self._report_every_s:
-                    self.report()
-                    last_report = time.monotonic()
+            await loop.run(
+                lambda batch: self._process(batch, producer, limit),
+                delivered=self._remember_paid,
+                report=self.report,
+                report_every_s=self._report_every_s,
+            )
         finally:
             consumer.close()
             producer.flush(10)
@@ -168,23 +163,16 @@ class ShadowRole:
     async def _process(
         self, batch: list[Message], producer: Producer, limit: asyncio.Semaphore
     ) -> None:
-        topics = self.settings.topics
+        dlq_suffix = self.settings.topics.dlq_suffix
         jobs: list[Any] = []
         for message in batch:
-            if message.error() is not None:
-                log.warning("shadow consumer: %s", message.error())
-                continue
             self.counters.consumed += 1
             try:
                 event = RequestEvent.from_json(message.value() or b"")
             except EventValidationError as exc:
                 self.counters.malformed += 1
-                producer.produce(
-                    topics.requests + topics.dlq_suffix,
-                    value=message.value(),
-                    key=message.key(),
-                    headers=[("error", str(exc).encode()[:4000]), ("role", b"shadow")],
-                )
+                letter = dead_letter_of(message, role="shadow", error=exc, dlq_suffix=dlq_suffix)
+                produce_dead_letter(producer, letter)
                 continue
             jobs.extend(
                 self._replay(event, c, reserved, producer, limit)
@@ -260,25 +248,6 @@ class ShadowRole:
         for pair in pairs:
             self._paid.add(pair)
 
-    def lag(self) -> int | None:
-        """Requests not yet consumed, from the last fetch's high watermarks (None: unknown).
-
-        Exact on Apache Kafka; the embedded broker reports end offsets wrongly, so there it
-        is only indicative.
-        """
-        consumer = self._consumer
-        if consumer is None:
-            return None
-        try:
-            total = 0
-            for tp in consumer.position(consumer.assignment()):
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    total += max(0, high - tp.offset)
-            return total
-        except (KafkaException, RuntimeError):
-            return None
-
     def report(self) -> None:
         """Log one line: lag, consumed, results, in flight, spend, errors, skips."""
         c = self.counters
@@ -295,14 +264,6 @@ class ShadowRole:
             spend,
             dict(c.skipped) or "-",
         )
-
-
-def _flush_all(producer: Producer, stop: threading.Event) -> None:
-    """Wait until every result is delivered (while Kafka is down this waits, never drops)."""
-    while producer.flush(1.0) > 0:
-        log.warning("shadow: waiting for Kafka to take %d results", len(producer))
-        if stop.is_set() and producer.flush(5.0) > 0:
-            raise RuntimeError("stopping with undelivered shadow results; offsets not committed")
 
 
 def scan_paid(

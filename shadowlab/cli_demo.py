@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
@@ -22,6 +22,8 @@ from shadowlab.cli_rollout import format_cell, gates_table
 from shadowlab.scenario import builtin_scenarios, load_scenario
 
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
     from shadowlab.demo import Demo, DemoResult
 
 console = Console()
@@ -119,7 +121,7 @@ def demo_command(
     if report is not None:
         from shadowlab.report import build_report  # noqa: PLC0415
 
-        def finish(client: Any, database: str) -> None:
+        def finish(client: Client, database: str) -> None:
             report.write_text(build_report(client, database, chosen.route), encoding="utf-8")
 
     try:

@@ -7,7 +7,7 @@ import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
@@ -23,6 +23,17 @@ from shadowlab.core.settings import Settings
 
 flags_app = typer.Typer(help="Routing flags: show, set, roll back.", no_args_is_help=True)
 console = Console()
+
+
+class FlagsChange(Protocol):
+    """A one-route change of the flags in force (``rollback``, ``clear_override``)."""
+
+    def __call__(
+        self, current: RoutingFlags | None, *, route: str, actor: str, reason: str, now: dt.datetime
+    ) -> RoutingFlags:
+        """The route's new flags."""
+        ...
+
 
 ActorOption = Annotated[
     str | None, typer.Option("--actor", help="Who makes the change (default: the OS user).")
@@ -150,6 +161,21 @@ def set_(
         print_flags(client.publish(new), "set")
 
 
+def _publish_change(
+    change: FlagsChange, route: str, reason: str, actor: str | None, verb: str
+) -> None:
+    """Apply a one-route ``change`` (rollback, clear override) to the flags in force; publish."""
+    with flags_client() as (client, _):
+        new = change(
+            client.current(route),
+            route=route,
+            actor=actor_name(actor),
+            reason=reason,
+            now=utc_now(),
+        )
+        print_flags(client.publish(new), verb)
+
+
 @flags_app.command("rollback")
 def rollback_command(
     route: Annotated[str, typer.Argument(help="The route.")],
@@ -157,15 +183,7 @@ def rollback_command(
     actor: ActorOption = None,
 ) -> None:
     """Send everyone to the primary now: override = primary, canary weight 0, one write."""
-    with flags_client() as (client, _):
-        new = rollback(
-            client.current(route),
-            route=route,
-            actor=actor_name(actor),
-            reason=reason,
-            now=utc_now(),
-        )
-        print_flags(client.publish(new), "rolled back")
+    _publish_change(rollback, route, reason, actor, "rolled back")
 
 
 @flags_app.command("clear-override")
@@ -175,15 +193,7 @@ def clear_override_command(
     actor: ActorOption = None,
 ) -> None:
     """Remove the override (routing follows primary/canary weights again)."""
-    with flags_client() as (client, _):
-        new = clear_override(
-            client.current(route),
-            route=route,
-            actor=actor_name(actor),
-            reason=reason,
-            now=utc_now(),
-        )
-        print_flags(client.publish(new), "cleared override of")
+    _publish_change(clear_override, route, reason, actor, "cleared override of")
 
 
 @flags_app.command("history")

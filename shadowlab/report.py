@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shadowlab.core.errors import ConfigError, UnknownRouteError
 from shadowlab.svgchart import (
@@ -42,6 +42,9 @@ from shadowlab.svgchart import (
     no_data_chart,
     short_time,
 )
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 #: The arms in legend order, and their colours (colour-blind-safe Tableau hues).
 ARM_COLOURS = {
@@ -562,7 +565,7 @@ _DECISIONS_SQL = (
 )
 
 
-def _rows(client: Any, database: str, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+def _rows(client: Client, database: str, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
     result = client.query(sql.replace("{db}", database), parameters=parameters)
     return [tuple(row) for row in result.result_rows]
 
@@ -574,7 +577,7 @@ def _span(rows: Sequence[tuple[Any, ...]]) -> tuple[dt.datetime, dt.datetime] | 
     return min(lo for lo, _ in present), max(hi for _, hi in present)
 
 
-def load(client: Any, database: str, route: str) -> ReportData:
+def load(client: Client, database: str, route: str) -> ReportData:
     """Read everything the report shows for ``route`` from ClickHouse.
 
     Raises:
@@ -610,7 +613,7 @@ def _arm_rows(rows: Iterable[tuple[Any, ...]]) -> Iterable[ArmRow]:
             yield utc(t), str(arm), float(value), int(n)
 
 
-def build_report(client: Any, database: str, route: str, *, title: str | None = None) -> str:
+def build_report(client: Client, database: str, route: str, *, title: str | None = None) -> str:
     """Build the report of ``route`` as one self-contained HTML page.
 
     Args:

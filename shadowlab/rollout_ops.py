@@ -19,6 +19,7 @@ from shadowlab.core.errors import InvalidFlagsChangeError
 from shadowlab.core.flags import promote, rollback, set_paused, start_rollout
 
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
     from confluent_kafka import Producer
 
     from shadowlab.core.flags_io import FlagsClient
@@ -196,7 +197,7 @@ DECISION_COLUMNS = ("stage", "gate", "outcome", "value", "baseline", "threshold"
                     "ci_high", "n", "decided_at", "action", "flags_version")  # fmt: skip
 
 
-def latest_decisions(client: Any, database: str, route: str) -> list[dict[str, Any]]:
+def latest_decisions(client: Client, database: str, route: str) -> list[dict[str, Any]]:
     """Each gate's latest decision for ``route`` (one dict per stage and gate)."""
     rows = client.query(_LATEST.replace("{db}", database), parameters={"route": route})
     return [dict(zip(DECISION_COLUMNS, row, strict=True)) for row in rows.result_rows]

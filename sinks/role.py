@@ -3,8 +3,8 @@
 One consumer group reads every event topic. Each batch of a topic is decoded as its event
 type (:class:`~schemas.fast.BatchDecoder`: msgspec, with the pydantic model deciding whatever
 msgspec declines); a message that cannot be decoded or validated goes to ``<topic>.dlq`` with
-pydantic's error and the original bytes (headers ``error``, ``source.topic``,
-``source.partition``, ``source.offset``), and the loop goes on. Valid events are buffered in a
+pydantic's error and the original bytes (the dead-letter contract of
+:class:`~shadowlab.core.kafka.DeadLetter`), and the loop goes on. Valid events are buffered in a
 :class:`~sinks.base.Sink` and written when the batch is full or old enough; offsets are
 committed only after the write (and the DLQ deliveries) succeeded. While ClickHouse refuses
 writes the role pauses its partitions, keeps its group membership, and retries the same batch
@@ -38,7 +38,14 @@ from schemas import (
 from schemas.fast import BatchDecoder, DecodedBatch
 from shadowlab.core.errors import ClickHouseError
 from shadowlab.core.gcpause import gc_paused
-from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.kafka import (
+    commit,
+    consumer_config,
+    dead_letter_of,
+    produce_dead_letter,
+    producer_config,
+    without_errors,
+)
 from shadowlab.core.settings import Settings, TopicSettings
 from sinks.base import Sink
 
@@ -202,10 +209,7 @@ class SinkRole:
                 job.future = writer.submit(self._store, job.decoded)
         if job.offsets:
             try:
-                if wait_commit:
-                    consumer.commit(offsets=job.offsets, asynchronous=False)
-                else:
-                    consumer.commit(offsets=job.offsets, asynchronous=True)
+                commit(consumer, job.offsets, asynchronous=not wait_commit)
             except KafkaException as exc:  # e.g. the partitions moved: they are redelivered
                 log.warning("sink: commit failed (%s); the events will come again", exc)
         for topic, events in job.decoded:
@@ -221,12 +225,7 @@ class SinkRole:
         oldest = 0.0
         size = self.cfg.batch_size
         while True:
-            messages = consumer.consume(min(1000, size - len(batch)), timeout)
-            good = [m for m in messages if m.error() is None]
-            if len(good) < len(messages):
-                for message in messages:
-                    if message.error() is not None:
-                        log.warning("sink consumer: %s", message.error())
+            good = without_errors(consumer.consume(min(1000, size - len(batch)), timeout), "sink")
             if good and not batch:
                 oldest = time.monotonic()
             batch += good
@@ -247,7 +246,7 @@ class SinkRole:
                 values = [v or b"" for v in values]
             events = self._decoder(topic).decode(cast(list[bytes], values))
             for index, error in events.rejected:
-                self._dead_letter(dlq, messages[index], str(error))
+                self._dead_letter(dlq, messages[index], error)
             decoded.append((topic, events))
         return decoded
 
@@ -257,18 +256,11 @@ class SinkRole:
             decoder = self._decoders[topic] = self.sink.decoder(self._types[topic])
         return decoder
 
-    def _dead_letter(self, dlq: Producer, message: Message, reason: str) -> None:
+    def _dead_letter(self, dlq: Producer, message: Message, error: Exception) -> None:
         topic = message.topic() or ""
-        dlq.produce(
-            topic + self.settings.topics.dlq_suffix,
-            value=message.value(),
-            key=message.key(),
-            headers=[
-                ("error", reason.encode()[:8000]),
-                ("source.topic", topic.encode()),
-                ("source.partition", str(message.partition()).encode()),
-                ("source.offset", str(message.offset()).encode()),
-            ],
+        suffix = self.settings.topics.dlq_suffix
+        produce_dead_letter(
+            dlq, dead_letter_of(message, role="sink", error=error, dlq_suffix=suffix)
         )
         self.counters.dead_lettered[topic] = self.counters.dead_lettered.get(topic, 0) + 1
 

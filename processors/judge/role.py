@@ -30,13 +30,12 @@ import dataclasses
 import hashlib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from processors.budget import RecentPairs, SpendWindow, replay_candidates, sampled
 from processors.clients import model_client
@@ -51,7 +50,14 @@ from processors.judge.prompts import (
 )
 from schemas import EventValidationError, Judgement, RequestEvent, ShadowResult
 from shadowlab.core.errors import ConfigError
-from shadowlab.core.kafka import consumer_config, producer_config
+from shadowlab.core.kafka import (
+    BatchLoop,
+    BatchRole,
+    consumer_config,
+    dead_letter_of,
+    produce_dead_letter,
+    producer_config,
+)
 from shadowlab.core.settings import JudgeSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -128,7 +134,7 @@ class _Job:
     free: bool = False
 
 
-class JudgeRole:
+class JudgeRole(BatchRole):
     """Runs the judge loop until :meth:`stop` (in its own thread or ``asyncio.run``).
 
     Args:
@@ -150,6 +156,7 @@ class JudgeRole:
         stage_of: Callable[[str], str | None] | None = None,
         report_every_s: float = 10.0,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.cfg: JudgeSettings = settings.judge
         if self.cfg.model is None:
@@ -163,27 +170,17 @@ class JudgeRole:
         self._connection = dict(connection)
         self._stage_of = stage_of
         self._report_every_s = report_every_s
-        self._stop = threading.Event()
         self._routes = {route.name: route for route in settings.routes}
         self._spend = SpendWindow(self.cfg.max_usd_per_hour) if self.cfg.max_usd_per_hour else None
         self._pending = PendingPairs(self.cfg.pending_ttl_s, self.cfg.pending_limit)
         self._judged = RecentPairs(self.cfg.dedupe_window)
         self._costs: dict[str, list[float]] = {"faithfulness": [0.0, 0], "pairwise": [0.0, 0]}
         self._last_warning = -1e9
-        self._consumer: Consumer | None = None
 
     @property
     def pending(self) -> int:
         """Requests and results waiting for their other half."""
         return len(self._pending)
-
-    def stop(self) -> None:
-        """Ask the loop to finish its batch and return."""
-        self._stop.set()
-
-    def run(self) -> None:
-        """Run the loop in this thread until :meth:`stop`."""
-        asyncio.run(self.run_async())
 
     async def run_async(self) -> None:
         """The loop: consume a batch, judge what is sampled, deliver, commit, repeat."""
@@ -193,20 +190,19 @@ class JudgeRole:
         consumer.subscribe([topics.requests, topics.shadow])
         self._consumer = consumer
         limit = asyncio.Semaphore(self.cfg.concurrency)
-        last_report = time.monotonic()
+
+        async def process(batch: list[Message]) -> None:
+            jobs = self._plan(batch, producer)
+            await asyncio.gather(*(self._judge(job, r, producer, limit) for job, r in jobs))
+
+        loop = BatchLoop("judge", consumer, producer, self._stop, self.cfg.batch_size, "judgements")
         try:
-            while not self._stop.is_set():
-                batch = await asyncio.to_thread(consumer.consume, self.cfg.batch_size, 0.2)
-                if batch:
-                    jobs = self._plan(batch, producer)
-                    await asyncio.gather(*(self._judge(job, r, producer, limit) for job, r in jobs))
-                    await asyncio.to_thread(_flush_all, producer, self._stop)
-                    _commit(consumer)
-                else:
-                    self._pending.expire(time.monotonic())
-                if time.monotonic() - last_report >= self._report_every_s:
-                    self.report()
-                    last_report = time.monotonic()
+            await loop.run(
+                process,
+                idle=lambda: self._pending.expire(time.monotonic()),
+                report=self.report,
+                report_every_s=self._report_every_s,
+            )
         finally:
             consumer.close()
             producer.flush(10)
@@ -216,11 +212,9 @@ class JudgeRole:
 
     def _plan(self, batch: list[Message], producer: Producer) -> list[tuple[_Job, float]]:
         topics = self.settings.topics
+        dlq_suffix = topics.dlq_suffix
         jobs: list[tuple[_Job, float]] = []
         for message in batch:
-            if message.error() is not None:
-                log.warning("judge consumer: %s", message.error())
-                continue
             self.counters.consumed += 1
             topic = message.topic()
             try:
@@ -229,7 +223,9 @@ class JudgeRole:
                 else:
                     planned = self._on_result(ShadowResult.from_json(message.value() or b""))
             except EventValidationError as exc:
-                self._dead_letter(producer, message, exc)
+                self.counters.malformed += 1
+                letter = dead_letter_of(message, role="judge", error=exc, dlq_suffix=dlq_suffix)
+                produce_dead_letter(producer, letter)
                 continue
             for job in planned:
                 reserved = self._admit(job)
@@ -431,21 +427,6 @@ class JudgeRole:
 
     # -- the rest ----------------------------------------------------------------------------
 
-    def _dead_letter(self, producer: Producer, message: Message, exc: Exception) -> None:
-        self.counters.malformed += 1
-        producer.produce(
-            (message.topic() or "") + self.settings.topics.dlq_suffix,
-            value=message.value(),
-            key=message.key(),
-            headers=[
-                ("error", str(exc).encode()[:4000]),
-                ("role", b"judge"),
-                ("source.topic", (message.topic() or "").encode()),
-                ("source.partition", str(message.partition()).encode()),
-                ("source.offset", str(message.offset()).encode()),
-            ],
-        )
-
     def report(self) -> None:
         """Log one line: consumed, judgements, verdicts, no-score reasons, spend, skips."""
         c = self.counters
@@ -463,20 +444,3 @@ class JudgeRole:
             c.malformed,
             dict(c.skipped) or "-",
         )
-
-
-def _flush_all(producer: Producer, stop: threading.Event) -> None:
-    """Wait until every judgement is delivered (while Kafka is down this waits, never drops)."""
-    while producer.flush(1.0) > 0:
-        log.warning("judge: waiting for Kafka to take %d judgements", len(producer))
-        if stop.is_set() and producer.flush(5.0) > 0:
-            raise RuntimeError("stopping with undelivered judgements; offsets not committed")
-
-
-def _commit(consumer: Consumer) -> None:
-    try:
-        consumer.commit(asynchronous=False)
-    except KafkaException as exc:
-        error: Any = exc.args[0] if exc.args else None
-        if not (isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET):
-            raise

@@ -1,4 +1,8 @@
-"""Thin Kafka helpers shared by every role: admin client, topic creation, client configs.
+"""Kafka for every role: client configs, topic creation, and the role plumbing.
+
+The plumbing is written once for every role: the dead-letter contract (:class:`DeadLetter`:
+what a refused input looks like on ``<topic>.dlq``) and the consume → process → flush →
+commit loop (:class:`BatchLoop`, :func:`flush_all`, :func:`commit`).
 
 The consumer and producer defaults follow ``notes/embedded-broker-compatibility.md``: they
 are right for Apache Kafka and keep the embedded broker (Tansu) fast (short session timeout,
@@ -7,13 +11,21 @@ short fetch wait, ``range`` assignment, no KIP-848, no metrics push).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from shadowlab.core.errors import StackError
+
+log = logging.getLogger(__name__)
 
 #: Consumer settings that hold on both brokers (see the module docstring).
 CONSUMER_DEFAULTS: dict[str, str] = {
@@ -88,3 +100,219 @@ def ensure_topics(
                 continue
             raise StackError(f"could not create topic {name!r}: {error}") from None
     return created
+
+
+# -- the dead-letter contract ------------------------------------------------------------------
+
+#: The longest ``error`` header, in UTF-8 bytes; a longer reason is cut and ends with ``…``.
+ERROR_HEADER_MAX_BYTES = 4000
+_CUT = "…".encode()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An input a role could not process, as it goes to ``<source topic><dlq suffix>``.
+
+    The value and key are the original bytes; the headers say why and where from:
+    ``error`` (the reason, at most :data:`ERROR_HEADER_MAX_BYTES`), ``error.class`` (the
+    exception's class), ``role`` (the role that refused it), ``source.topic``,
+    ``source.partition`` and ``source.offset`` (where it was read).
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def error_header(reason: str) -> bytes:
+    """``reason`` as the ``error`` header: UTF-8, cut to :data:`ERROR_HEADER_MAX_BYTES`."""
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= ERROR_HEADER_MAX_BYTES:
+        return data
+    head = data[: ERROR_HEADER_MAX_BYTES - len(_CUT)].decode("utf-8", "ignore")
+    return head.encode() + _CUT
+
+
+def dead_letter(
+    *,
+    role: str,
+    error: BaseException,
+    source: tuple[str, int, int],
+    key: bytes | None,
+    value: bytes | None,
+    dlq_suffix: str,
+) -> DeadLetter:
+    """The dead letter of the input read at ``source`` (topic, partition, offset)."""
+    topic, partition, offset = source
+    headers = (
+        ("error", error_header(str(error))),
+        ("error.class", type(error).__name__.encode()),
+        ("role", role.encode()),
+        ("source.topic", topic.encode()),
+        ("source.partition", str(partition).encode()),
+        ("source.offset", str(offset).encode()),
+    )
+    return DeadLetter(topic + dlq_suffix, key, value, headers)
+
+
+def dead_letter_of(
+    message: Message, *, role: str, error: BaseException, dlq_suffix: str
+) -> DeadLetter:
+    """The dead letter of a consumed confluent-kafka ``message``."""
+    source = (message.topic() or "", message.partition() or 0, message.offset() or 0)
+    return dead_letter(
+        role=role,
+        error=error,
+        source=source,
+        key=message.key(),
+        value=message.value(),
+        dlq_suffix=dlq_suffix,
+    )
+
+
+def produce_dead_letter(producer: Producer, letter: DeadLetter) -> None:
+    """Hand ``letter`` to ``producer`` (delivered by the next :func:`flush_all`)."""
+    headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+    producer.produce(letter.topic, value=letter.value, key=letter.key, headers=headers)
+
+
+# -- consume → process → flush → commit ------------------------------------------------------
+
+
+def without_errors(messages: list[Message], role: str) -> list[Message]:
+    """The messages that carry data; consumer errors (logged) are dropped."""
+    good = [m for m in messages if m.error() is None]
+    if len(good) < len(messages):
+        for message in messages:
+            if message.error() is not None:
+                log.warning("%s consumer: %s", role, message.error())
+    return good
+
+
+def flush_all(producer: Producer, stop: threading.Event, what: str) -> None:
+    """Wait until everything produced is delivered; while Kafka is down this waits.
+
+    Raises:
+        RuntimeError: asked to stop with deliveries still pending (offsets stay uncommitted).
+    """
+    while producer.flush(1.0) > 0:
+        log.warning("waiting for Kafka to take %d %s", len(producer), what)
+        if stop.is_set() and producer.flush(5.0) > 0:
+            raise RuntimeError(f"stopping with undelivered {what}; offsets not committed")
+
+
+def commit(
+    consumer: Consumer,
+    offsets: list[TopicPartition] | None = None,
+    *,
+    asynchronous: bool = False,
+) -> None:
+    """Commit ``offsets`` (default: the consumer's positions); nothing to commit is fine."""
+    try:
+        if offsets is None and asynchronous:
+            consumer.commit(asynchronous=True)
+        elif offsets is None:
+            consumer.commit(asynchronous=False)
+        elif asynchronous:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as exc:
+        error: Any = exc.args[0] if exc.args else None
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET):
+            raise
+
+
+@dataclass
+class BatchLoop:
+    """One consume → process → flush → commit loop, the same for every async role.
+
+    Each batch's outputs (and dead letters) are produced by ``process``, all delivered
+    (:func:`flush_all`), then ``delivered`` runs, then the offsets are committed: a crash
+    at any point redelivers the batch, never loses it (at-least-once).
+
+    Args:
+        role: the role's name, for logs.
+        consumer: a subscribed consumer.
+        producer: where ``process`` writes.
+        stop: set to finish the current batch and return.
+        batch_size: the most messages one batch takes.
+        outputs: what the producer carries, for the log while Kafka is down.
+    """
+
+    role: str
+    consumer: Consumer
+    producer: Producer
+    stop: threading.Event
+    batch_size: int
+    outputs: str = "results"
+    poll_s: float = 0.2
+
+    async def run(
+        self,
+        process: Callable[[list[Message]], Awaitable[None]],
+        *,
+        delivered: Callable[[], object] | None = None,
+        idle: Callable[[], object] | None = None,
+        report: Callable[[], object] | None = None,
+        report_every_s: float = 10.0,
+    ) -> None:
+        """Loop until :attr:`stop`; ``idle`` runs after an empty poll, ``report`` periodically."""
+        last_report = time.monotonic()
+        while not self.stop.is_set():
+            batch = await asyncio.to_thread(self.consumer.consume, self.batch_size, self.poll_s)
+            if batch:
+                await process(without_errors(batch, self.role))
+                await asyncio.to_thread(flush_all, self.producer, self.stop, self.outputs)
+                if delivered is not None:
+                    delivered()
+                commit(self.consumer)
+            elif idle is not None:
+                idle()
+            if report is not None and time.monotonic() - last_report >= report_every_s:
+                report()
+                last_report = time.monotonic()
+
+
+class BatchRole:
+    """What every asyncio role built on :class:`BatchLoop` shares: start, stop, lag.
+
+    A subclass implements :meth:`run_async` (build the consumer, keep it in ``_consumer``,
+    run a :class:`BatchLoop` on ``_stop``); :meth:`run` runs it in the calling thread.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Run the loop in this thread until :meth:`stop`."""
+        asyncio.run(self.run_async())
+
+    async def run_async(self) -> None:
+        """The role's loop (a subclass's)."""
+        raise NotImplementedError
+
+    def lag(self) -> int | None:
+        """Messages not yet consumed, from the last fetch's high watermarks (None: unknown).
+
+        Exact on Apache Kafka; the embedded broker reports end offsets wrongly, so there it
+        is only indicative.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            total = 0
+            for tp in consumer.position(consumer.assignment()):
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    total += max(0, high - tp.offset)
+            return total
+        except (KafkaException, RuntimeError):
+            return None

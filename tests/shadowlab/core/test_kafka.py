@@ -1,0 +1,139 @@
+"""The role plumbing every role shares: the dead-letter contract and the batch loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from schemas import EventValidationError, RequestEvent
+from shadowlab.core.kafka import (
+    ERROR_HEADER_MAX_BYTES,
+    BatchLoop,
+    consumer_config,
+    dead_letter,
+    error_header,
+    flush_all,
+    producer_config,
+)
+from shadowlab.testing import produce, read_messages, sample_request
+
+DLQ_HEADERS = {"error", "error.class", "role", "source.topic", "source.partition", "source.offset"}
+
+
+def test_a_dead_letter_carries_the_original_bytes_and_every_contract_header() -> None:
+    try:
+        RequestEvent.from_json(b'{"request_id": 1}')
+    except EventValidationError as exc:
+        error = exc
+    letter = dead_letter(
+        role="shadow",
+        error=error,
+        source=("llm.requests", 3, 41),
+        key=b"req-1",
+        value=b'{"request_id": 1}',
+        dlq_suffix=".dlq",
+    )
+    headers = dict(letter.headers)
+    assert letter.topic == "llm.requests.dlq"
+    assert (letter.key, letter.value) == (b"req-1", b'{"request_id": 1}')
+    assert set(headers) == DLQ_HEADERS
+    assert headers["error"].startswith(b"invalid RequestEvent")
+    assert headers["error.class"] == b"EventValidationError"
+    assert headers["role"] == b"shadow"
+    assert (headers["source.topic"], headers["source.partition"], headers["source.offset"]) == (
+        b"llm.requests",
+        b"3",
+        b"41",
+    )
+
+
+@pytest.mark.parametrize("text", ["x" * 10_000, "é" * 10_000, "€" * 1333 + "x" * 5])
+def test_the_error_header_is_cut_to_its_documented_length_at_a_character(text: str) -> None:
+    header = error_header(text)
+    assert len(header) <= ERROR_HEADER_MAX_BYTES
+    assert header.decode("utf-8").endswith("…")  # still valid UTF-8, marked as cut
+    assert text.startswith(header.decode("utf-8")[:-1])
+
+
+def test_a_short_error_is_kept_whole() -> None:
+    assert error_header("bad field") == b"bad field"
+
+
+def test_flush_all_refuses_to_stop_with_deliveries_pending() -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "60000"})
+    producer.produce("nowhere", value=b"x")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(RuntimeError, match="undelivered results; offsets not committed"):
+        flush_all(producer, stop, "results")
+
+
+def _committed(kafka: dict[str, str], topic: str, group: str) -> int:
+    consumer = Consumer(consumer_config(kafka, group))
+    try:
+        (position,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+        return position.offset
+    finally:
+        consumer.close()
+
+
+def _loop(kafka: dict[str, str], topic: str, group: str) -> tuple[BatchLoop, Consumer, Producer]:
+    consumer = Consumer(consumer_config(kafka, group, **{"session.timeout.ms": "2000"}))
+    consumer.subscribe([topic])
+    producer = Producer(producer_config(kafka, **{"linger.ms": "0"}))
+    return BatchLoop("test", consumer, producer, threading.Event(), 100, "copies"), consumer, producer
+
+
+def _run(loop: BatchLoop, process: Callable[[list[Message]], object]) -> None:
+    async def step(batch: list[Message]) -> None:
+        process(batch)
+
+    asyncio.run(loop.run(step))
+
+
+def test_the_loop_commits_only_after_the_outputs_were_delivered(
+    kafka: dict[str, str], topic_factory: Callable[..., str]
+) -> None:
+    source, sink = topic_factory("loop-in"), topic_factory("loop-out")
+    produce(kafka, source, [sample_request() for _ in range(5)])
+    group = f"loop-{uuid.uuid4().hex[:8]}"
+    loop, consumer, producer = _loop(kafka, source, group)
+    seen: list[bytes] = []
+
+    def copy(batch: list[Message]) -> None:
+        for message in batch:
+            producer.produce(sink, value=message.value())
+            seen.append(message.value() or b"")
+        if len(seen) >= 5:
+            loop.stop.set()
+
+    try:
+        _run(loop, copy)
+    finally:
+        consumer.close()
+    assert len(read_messages(kafka, sink, 5)) == 5
+    assert _committed(kafka, source, group) == 5
+
+
+def test_a_failing_batch_commits_nothing(
+    kafka: dict[str, str], topic_factory: Callable[..., str]
+) -> None:
+    source = topic_factory("loop-fail")
+    produce(kafka, source, [sample_request() for _ in range(3)])
+    group = f"loop-{uuid.uuid4().hex[:8]}"
+    loop, consumer, _producer = _loop(kafka, source, group)
+
+    def fail(_batch: list[Message]) -> None:
+        raise ValueError("the role could not process this batch")
+
+    try:
+        with pytest.raises(ValueError, match="could not process"):
+            _run(loop, fail)
+    finally:
+        consumer.close()
+    assert _committed(kafka, source, group) < 0  # no offset was ever committed
