@@ -89,6 +89,14 @@ class OrderStats:
     values: Mapping[int, float]
 
 
+@dataclass(frozen=True)
+class OfflineStats:
+    """The outcome and value ``shadowlab eval`` published for the offline gate (or none yet)."""
+
+    outcome: Outcome | None = None
+    value: float | None = None
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -121,6 +129,11 @@ def quantile_ranks(n: int, q: float, alpha: float, t_star: float) -> list[int]:
     ranks = {max(1, math.ceil(q * n))}
     ranks.update(r for r in (low, high) if r is not None)
     return sorted(ranks)
+
+
+def quantile_ratio_ranks(gate: GateSpec, n: int, *, alpha: float, t_star: float) -> list[int]:
+    """The ranks :func:`evaluate_quantile_ratio` reads of an arm of ``n`` (α/2 per arm)."""
+    return quantile_ranks(n, gate.quantile, alpha / 2, t_star)
 
 
 def _quantile_interval(sample: OrderStats, q: float, alpha: float, t_star: float) -> Interval:

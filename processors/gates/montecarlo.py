@@ -3,8 +3,9 @@
 Traffic is drawn tick by tick (numpy, fixed seed) as the sufficient statistics the
 ClickHouse queries would return: paired shadow comparisons, canary and primary calls split
 by the canary weight, CSAT feedback and judge scores. Each tick goes through the same
-:func:`processors.gates.evaluate` functions and :func:`processors.gates.controller.decide_tick`
-as the live role, so the rates measured here are the live system's.
+:func:`processors.gates.metrics.evaluate_gate` and :func:`processors.gates.controller.decide_tick`
+as the live role, with each gate's statistics of the same kinds (:data:`STATISTICS` draws
+them), so the rates measured here are the live system's.
 
 Latencies are kept as 1 ms histograms per arm, so order statistics are exact to 1 ms.
 """
@@ -13,27 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 import numpy as np
 
 from processors.gates.controller import decide_tick, stage_gates
 from processors.gates.evaluate import (
-    SCORE_RANGE,
-    SIGNED_UNIT_RANGE,
     Evaluation,
     MeanStats,
+    OfflineStats,
     OrderStats,
     RateStats,
-    evaluate_mean,
-    evaluate_mean_difference,
-    evaluate_paired_difference,
-    evaluate_quantile_ratio,
-    evaluate_rate_difference,
-    from_offline,
-    quantile_ranks,
+    quantile_ratio_ranks,
 )
+from processors.gates.metrics import GateStatistics, MetricKey, evaluate_gate, metric_key
 from processors.gates.stats import split_alpha
 from schemas import RoutingFlags
 from shadowlab.core.plan import GateSpec, RolloutSettings
@@ -163,36 +159,25 @@ class _Simulation:
             self._calls("candidate", self.candidate, canary, feedback=True)
             self._calls("primary", self.primary, n - canary, feedback=True)
 
-    def evaluate(self, gate: GateSpec) -> Evaluation:  # noqa: PLR0911 - one return per metric
-        alpha, t_star = self.alpha, self.plan.t_star
-        cand, prim = self.arms["candidate"], self.arms["primary"]
-        if gate.metric == "accuracy":
-            return from_offline("pass", gate, 1.0)
-        if gate.metric == "p95_latency":
+    @property
+    def candidate_arm(self) -> _Arm:
+        return self.arms["candidate"]
 
-            def ranks(n: int) -> list[int]:
-                return quantile_ranks(n, gate.quantile, alpha / 2, t_star)
+    @property
+    def primary_arm(self) -> _Arm:
+        return self.arms["primary"]
 
-            return evaluate_quantile_ratio(
-                cand.order_stats(ranks), prim.order_stats(ranks), gate, alpha=alpha, t_star=t_star
-            )
-        if gate.metric == "error_rate" and gate.stage == "shadow":
-            return evaluate_paired_difference(
-                self.paired_errors, prim.rate.rate, gate, alpha=alpha, t_star=t_star
-            )
-        if gate.metric == "error_rate":
-            return evaluate_rate_difference(cand.rate, prim.rate, gate, alpha=alpha, t_star=t_star)
-        if gate.metric == "preference":
-            return evaluate_mean(
-                self.preference, gate, alpha=alpha, t_star=t_star, value_range=SIGNED_UNIT_RANGE
-            )
-        if gate.metric == "faithfulness":
-            return evaluate_mean(
-                cand.faith, gate, alpha=alpha, t_star=t_star, value_range=SCORE_RANGE
-            )
-        return evaluate_mean_difference(
-            cand.csat, prim.csat, gate, alpha=alpha, t_star=t_star, value_range=SCORE_RANGE
-        )
+    def latencies(self, gate: GateSpec) -> GateStatistics:
+        """Both arms' latency order statistics, at the ranks ``gate`` reads."""
+
+        def ranks(n: int) -> list[int]:
+            return quantile_ratio_ranks(gate, n, alpha=self.alpha, t_star=self.plan.t_star)
+
+        return self.candidate_arm.order_stats(ranks), self.primary_arm.order_stats(ranks)
+
+    def evaluate(self, gate: GateSpec) -> Evaluation:
+        candidate, baseline = STATISTICS[metric_key(gate)](self, gate)
+        return evaluate_gate(gate, candidate, baseline, alpha=self.alpha, t_star=self.plan.t_star)
 
     def run(self) -> RolloutOutcome:
         flags = _initial_flags()
@@ -216,6 +201,20 @@ class _Simulation:
                 return RolloutOutcome(result.flags.stage, hours, flags.stage, result.gates, canary)
             flags = result.flags
         return RolloutOutcome("held", self.traffic.hours, flags.stage, (), canary)
+
+
+#: What the simulation draws for each supported (stage, metric): (candidate, baseline), the
+#: kinds the live queries fetch. The offline gate always passes (it is not simulated).
+STATISTICS: Final[Mapping[MetricKey, Callable[[_Simulation, GateSpec], GateStatistics]]] = {
+    ("offline", "accuracy"): lambda sim, gate: (OfflineStats("pass", 1.0), None),
+    ("shadow", "p95_latency"): _Simulation.latencies,
+    ("shadow", "error_rate"): lambda sim, gate: (sim.paired_errors, sim.primary_arm.rate),
+    ("shadow", "preference"): lambda sim, gate: (sim.preference, None),
+    ("canary", "p95_latency"): _Simulation.latencies,
+    ("canary", "error_rate"): lambda sim, gate: (sim.candidate_arm.rate, sim.primary_arm.rate),
+    ("canary", "faithfulness"): lambda sim, gate: (sim.candidate_arm.faith, sim.primary_arm.faith),
+    ("canary", "csat"): lambda sim, gate: (sim.candidate_arm.csat, sim.primary_arm.csat),
+}
 
 
 def _initial_flags() -> RoutingFlags:

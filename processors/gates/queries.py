@@ -4,10 +4,11 @@ Every value (route, models, window bounds, ranks) is a bound parameter (``{name:
 never formatted into the SQL; only the database name, checked by the settings, is. Tables
 are read ``FINAL``, so a redelivered event never counts twice.
 
-The queries return sufficient statistics (counts, sums, sums of squares, order statistics);
-:mod:`processors.gates.evaluate` turns them into outcomes. The rollups (``calls_1m``) are
-refreshed once a minute, so they may trail the watermark: gates read the event tables,
-whose sorting key ``(route, event_time, …)`` serves exactly these range scans.
+The queries only fetch each gate's sufficient statistics (counts, sums, sums of squares,
+order statistics), of the kinds :data:`processors.gates.metrics.GATE_METRICS` names;
+:func:`processors.gates.metrics.evaluate_gate` turns them into outcomes. The rollups
+(``calls_1m``) are refreshed once a minute, so they may trail the watermark: gates read the
+event tables, whose sorting key ``(route, event_time, …)`` serves exactly these range scans.
 """
 
 from __future__ import annotations
@@ -21,20 +22,14 @@ from typing import Any, cast
 from clickhouse_connect.driver.client import Client
 
 from processors.gates.evaluate import (
-    SCORE_RANGE,
-    SIGNED_UNIT_RANGE,
     Evaluation,
     MeanStats,
+    OfflineStats,
     OrderStats,
     RateStats,
-    evaluate_mean,
-    evaluate_mean_difference,
-    evaluate_paired_difference,
-    evaluate_quantile_ratio,
-    evaluate_rate_difference,
-    from_offline,
-    quantile_ranks,
+    quantile_ratio_ranks,
 )
+from processors.gates.metrics import GateStatistics, MetricKey, evaluate_gate, metric_key
 from schemas import Outcome
 from shadowlab.core.plan import GateSpec
 
@@ -61,6 +56,10 @@ class Window:
             "start": self.start,
             "end": self.end,
         }
+
+
+#: Fetches one gate's statistics over one window: (candidate, baseline).
+Fetcher = Callable[[GateSpec, Window], GateStatistics]
 
 
 _WINDOW = (
@@ -101,6 +100,17 @@ class GateQueries:
         self.alpha = alpha
         self.t_star = t_star
         self._sql: list[str] = []
+        #: The query of every supported (stage, metric): the gate's (candidate, baseline).
+        self.fetchers: Mapping[MetricKey, Fetcher] = {
+            ("offline", "accuracy"): self._offline,
+            ("shadow", "p95_latency"): self._shadow_latency,
+            ("shadow", "error_rate"): self._shadow_errors,
+            ("shadow", "preference"): self._preference,
+            ("canary", "p95_latency"): self._canary_latency,
+            ("canary", "error_rate"): self._canary_errors,
+            ("canary", "faithfulness"): self._faithfulness,
+            ("canary", "csat"): self._csat,
+        }
 
     def _rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         text = sql.replace("{db}", self.db)
@@ -111,30 +121,19 @@ class GateQueries:
         return rows
 
     def evaluate(self, gate: GateSpec, window: Window) -> GateResult:
-        """Run ``gate``'s queries over ``window`` and evaluate it."""
+        """Fetch ``gate``'s statistics over ``window`` and evaluate them.
+
+        Raises:
+            ValueError: the gate's (stage, metric) is not supported (before any query).
+        """
         self._sql = []
-        handlers: dict[tuple[str, str], Callable[[GateSpec, Window], Evaluation]] = {
-            ("offline", "accuracy"): self._offline,
-            ("shadow", "p95_latency"): self._shadow_latency,
-            ("shadow", "error_rate"): self._shadow_errors,
-            ("shadow", "preference"): self._preference,
-            ("canary", "p95_latency"): self._canary_latency,
-            ("canary", "error_rate"): self._canary_errors,
-            ("canary", "faithfulness"): self._faithfulness,
-            ("canary", "csat"): self._csat,
-        }
-        handler = handlers.get((gate.stage, gate.metric))
-        if handler is None:
-            raise ValueError(
-                f"gate {gate.key}: metric {gate.metric!r} has no {gate.stage} query; "
-                f"supported: {sorted(f'{s}.{m}' for s, m in handlers)}"
-            )
-        evaluation = handler(gate, window)
+        candidate, baseline = self.fetchers[metric_key(gate)](gate, window)
+        evaluation = evaluate_gate(gate, candidate, baseline, alpha=self.alpha, t_star=self.t_star)
         return GateResult(evaluation, ";\n".join(self._sql))
 
     # -- offline ---------------------------------------------------------------------------
 
-    def _offline(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _offline(self, gate: GateSpec, window: Window) -> GateStatistics:
         rows = self._rows(
             "SELECT outcome, value FROM {db}.gate_decisions FINAL "
             "WHERE route = {route:String} AND stage = 'offline' AND gate = {gate:String} "
@@ -143,17 +142,17 @@ class GateQueries:
             {**window.parameters(), "gate": gate.name, "prefix": OFFLINE_DECISION_PREFIX},
         )
         if not rows:
-            return from_offline(None, gate, None)
+            return OfflineStats(), None
         outcome, value = rows[0]
-        return from_offline(cast(Outcome, outcome), gate, value)
+        return OfflineStats(cast(Outcome, outcome), value), None
 
     # -- shadow: paired comparisons --------------------------------------------------------
 
-    def _shadow_latency(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _shadow_latency(self, gate: GateSpec, window: Window) -> GateStatistics:
         where = f"{_WINDOW} AND {_PAIRED} AND primary_status = 'ok' AND candidate_status = 'ok'"
         (n,), = self._rows(f"SELECT count() FROM {{db}}.comparisons FINAL WHERE {where}",
                            window.parameters())  # fmt: skip
-        ranks = quantile_ranks(int(n), gate.quantile, self.alpha / 2, self.t_star)
+        ranks = quantile_ratio_ranks(gate, int(n), alpha=self.alpha, t_star=self.t_star)
         primary, candidate = OrderStats(0, {}), OrderStats(0, {})
         if ranks:
             (p, c), = self._rows(
@@ -166,23 +165,18 @@ class GateQueries:
             )  # fmt: skip
             primary = OrderStats(int(n), dict(zip(ranks, p, strict=True)))
             candidate = OrderStats(int(n), dict(zip(ranks, c, strict=True)))
-        return evaluate_quantile_ratio(
-            candidate, primary, gate, alpha=self.alpha, t_star=self.t_star
-        )
+        return candidate, primary
 
-    def _shadow_errors(self, gate: GateSpec, window: Window) -> Evaluation:
-        (n, total, total_sq, baseline), = self._rows(
-            "SELECT count(), sum(d), sum(d * d), avg(primary_status != 'ok') FROM ("
+    def _shadow_errors(self, gate: GateSpec, window: Window) -> GateStatistics:
+        (n, total, total_sq, primary_errors), = self._rows(
+            "SELECT count(), sum(d), sum(d * d), countIf(primary_status != 'ok') FROM ("
             "SELECT toFloat64(candidate_status != 'ok') - toFloat64(primary_status != 'ok') "
             f"AS d, primary_status FROM {{db}}.comparisons FINAL WHERE {_WINDOW} AND {_PAIRED})",
             window.parameters(),
         )  # fmt: skip
-        stats = _mean_stats((n, total, total_sq))
-        return evaluate_paired_difference(
-            stats, _number(baseline, n), gate, alpha=self.alpha, t_star=self.t_star
-        )
+        return _mean_stats((n, total, total_sq)), RateStats(int(n), int(primary_errors))
 
-    def _preference(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _preference(self, gate: GateSpec, window: Window) -> GateStatistics:
         (n, total, total_sq), = self._rows(
             "SELECT count(), sum(p), sum(p * p) FROM (SELECT multiIf(preference = 'candidate', "
             "1.0, preference = 'primary', -1.0, 0.0) AS p FROM {db}.judgements FINAL "
@@ -190,10 +184,7 @@ class GateQueries:
             "AND preference IS NOT NULL)",
             window.parameters(),
         )  # fmt: skip
-        return evaluate_mean(
-            _mean_stats((n, total, total_sq)), gate, alpha=self.alpha,
-            t_star=self.t_star, value_range=SIGNED_UNIT_RANGE,
-        )  # fmt: skip
+        return _mean_stats((n, total, total_sq)), None
 
     # -- canary: canary arm against primary arm --------------------------------------------
 
@@ -201,7 +192,7 @@ class GateQueries:
         rows = self._rows(sql, {**window.parameters(), **extra})
         return {str(row[0]): row[1:] for row in rows}
 
-    def _canary_latency(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _canary_latency(self, gate: GateSpec, window: Window) -> GateStatistics:
         where = f"{_WINDOW} AND {_ARMS} AND status = 'ok'"
         counts = self._by_arm(
             f"SELECT arm, count() FROM {{db}}.requests FINAL WHERE {where} GROUP BY arm",
@@ -210,7 +201,7 @@ class GateQueries:
         samples = {}
         for arm, model in (("canary", window.candidate), ("primary", window.primary)):
             n = int(counts.get(arm, (0,))[0])
-            ranks = quantile_ranks(n, gate.quantile, self.alpha / 2, self.t_star)
+            ranks = quantile_ratio_ranks(gate, n, alpha=self.alpha, t_star=self.t_star)
             values: list[float] = []
             if ranks:
                 (values,), = self._rows(
@@ -221,20 +212,18 @@ class GateQueries:
                     {**window.parameters(), "ranks": ranks, "arm": arm, "model": model},
                 )  # fmt: skip
             samples[arm] = OrderStats(n, dict(zip(ranks, values, strict=True)))
-        return evaluate_quantile_ratio(
-            samples["canary"], samples["primary"], gate, alpha=self.alpha, t_star=self.t_star
-        )
+        return samples["canary"], samples["primary"]
 
-    def _canary_errors(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _canary_errors(self, gate: GateSpec, window: Window) -> GateStatistics:
         arms = self._by_arm(
             "SELECT arm, count(), countIf(status != 'ok') FROM {db}.requests FINAL "
             f"WHERE {_WINDOW} AND {_ARMS} GROUP BY arm",
             window,
         )
         canary, primary = (RateStats(*map(int, arms.get(a, (0, 0)))) for a in ("canary", "primary"))
-        return evaluate_rate_difference(canary, primary, gate, alpha=self.alpha, t_star=self.t_star)
+        return canary, primary
 
-    def _faithfulness(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _faithfulness(self, gate: GateSpec, window: Window) -> GateStatistics:
         arms = self._by_arm(
             "SELECT arm, count(), sum(score), sum(score * score) FROM {db}.judgements FINAL "
             f"WHERE {_WINDOW} AND kind = 'faithfulness' AND {_ARMS} AND score IS NOT NULL "
@@ -242,21 +231,16 @@ class GateQueries:
             window,
         )
         canary, primary = (_mean_stats(arms.get(a)) for a in ("canary", "primary"))
-        return evaluate_mean(
-            canary, gate, alpha=self.alpha, t_star=self.t_star, value_range=SCORE_RANGE,
-            baseline=primary.mean,
-        )  # fmt: skip
+        return canary, primary
 
-    def _csat(self, gate: GateSpec, window: Window) -> Evaluation:
+    def _csat(self, gate: GateSpec, window: Window) -> GateStatistics:
         arms = self._by_arm(
             "SELECT arm, count(), sum(csat), sum(csat * csat) FROM {db}.feedback FINAL "
             f"WHERE {_WINDOW} AND {_ARMS} AND csat IS NOT NULL GROUP BY arm",
             window,
         )
         canary, primary = (_mean_stats(arms.get(a)) for a in ("canary", "primary"))
-        return evaluate_mean_difference(
-            canary, primary, gate, alpha=self.alpha, t_star=self.t_star, value_range=SCORE_RANGE
-        )
+        return canary, primary
 
     # -- the controller's clock and memory -------------------------------------------------
 
@@ -290,10 +274,6 @@ class GateQueries:
             parameters={"route": route},
         ).result_rows
         return {str(r[0]) for r in rows}
-
-
-def _number(value: Any, n: Any) -> float | None:
-    return float(value) if n else None
 
 
 def _mean_stats(row: Sequence[Any] | None) -> MeanStats:
