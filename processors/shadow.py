@@ -61,6 +61,8 @@ class ShadowCounters:
     results: int = 0
     in_flight: int = 0
     malformed: int = 0
+    #: Dead letters the client refused (logged with where their input was read).
+    undeliverable: int = 0
     by_status: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     spend_usd: collections.defaultdict[str, float] = field(
@@ -172,7 +174,8 @@ class ShadowRole(BatchRole):
             except EventValidationError as exc:
                 self.counters.malformed += 1
                 letter = dead_letter_of(message, role="shadow", error=exc, dlq_suffix=dlq_suffix)
-                produce_dead_letter(producer, letter)
+                if not produce_dead_letter(producer, letter):
+                    self.counters.undeliverable += 1
                 continue
             jobs.extend(
                 self._replay(event, c, reserved, producer, limit)

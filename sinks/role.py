@@ -93,6 +93,8 @@ class SinkCounters:
     written: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
     write_failures: int = 0
+    #: Dead letters the client refused (logged with where their input was read).
+    undeliverable: int = 0
 
 
 class SinkRole:
@@ -259,9 +261,9 @@ class SinkRole:
     def _dead_letter(self, dlq: Producer, message: Message, error: Exception) -> None:
         topic = message.topic() or ""
         suffix = self.settings.topics.dlq_suffix
-        produce_dead_letter(
-            dlq, dead_letter_of(message, role="sink", error=error, dlq_suffix=suffix)
-        )
+        letter = dead_letter_of(message, role="sink", error=error, dlq_suffix=suffix)
+        if not produce_dead_letter(dlq, letter):
+            self.counters.undeliverable += 1
         self.counters.dead_lettered[topic] = self.counters.dead_lettered.get(topic, 0) + 1
 
     def _wait_paused(self, consumer: Consumer, seconds: float) -> None:

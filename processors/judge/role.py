@@ -110,6 +110,8 @@ class JudgeCounters:
 
     consumed: int = 0
     malformed: int = 0
+    #: Dead letters the client refused (logged with where their input was read).
+    undeliverable: int = 0
     in_flight: int = 0
     judgements: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Faithfulness scores and pairwise preferences given, by kind.
@@ -225,7 +227,8 @@ class JudgeRole(BatchRole):
             except EventValidationError as exc:
                 self.counters.malformed += 1
                 letter = dead_letter_of(message, role="judge", error=exc, dlq_suffix=dlq_suffix)
-                produce_dead_letter(producer, letter)
+                if not produce_dead_letter(producer, letter):
+                    self.counters.undeliverable += 1
                 continue
             for job in planned:
                 reserved = self._admit(job)

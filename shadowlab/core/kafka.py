@@ -12,6 +12,7 @@ short fetch wait, ``range`` assignment, no KIP-848, no metrics push).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -106,6 +107,11 @@ def ensure_topics(
 
 #: The longest ``error`` header, in UTF-8 bytes; a longer reason is cut and ends with ``…``.
 ERROR_HEADER_MAX_BYTES = 4000
+#: The most of the original value a dead letter keeps (its head); with the key and headers
+#: it stays far below the broker's and librdkafka's 1 MB message limit.
+DEAD_LETTER_VALUE_MAX_BYTES = 256 * 1024
+#: The most of the original key a dead letter keeps.
+DEAD_LETTER_KEY_MAX_BYTES = 1024
 _CUT = "…".encode()
 
 
@@ -116,7 +122,10 @@ class DeadLetter:
     The value and key are the original bytes; the headers say why and where from:
     ``error`` (the reason, at most :data:`ERROR_HEADER_MAX_BYTES`), ``error.class`` (the
     exception's class), ``role`` (the role that refused it), ``source.topic``,
-    ``source.partition`` and ``source.offset`` (where it was read).
+    ``source.partition`` and ``source.offset`` (where it was read), ``source.length`` and
+    ``source.sha256`` (of the whole original value). A value over
+    :data:`DEAD_LETTER_VALUE_MAX_BYTES` (a key over :data:`DEAD_LETTER_KEY_MAX_BYTES`) is
+    kept as its head, so a dead letter always fits the broker's limit.
     """
 
     topic: str
@@ -145,6 +154,7 @@ def dead_letter(
 ) -> DeadLetter:
     """The dead letter of the input read at ``source`` (topic, partition, offset)."""
     topic, partition, offset = source
+    original = value or b""
     headers = (
         ("error", error_header(str(error))),
         ("error.class", type(error).__name__.encode()),
@@ -152,8 +162,12 @@ def dead_letter(
         ("source.topic", topic.encode()),
         ("source.partition", str(partition).encode()),
         ("source.offset", str(offset).encode()),
+        ("source.length", str(len(original)).encode()),
+        ("source.sha256", hashlib.sha256(original).hexdigest().encode()),
     )
-    return DeadLetter(topic + dlq_suffix, key, value, headers)
+    kept_key = key[:DEAD_LETTER_KEY_MAX_BYTES] if key is not None else None
+    kept_value = value[:DEAD_LETTER_VALUE_MAX_BYTES] if value is not None else None
+    return DeadLetter(topic + dlq_suffix, kept_key, kept_value, headers)
 
 
 def dead_letter_of(
@@ -171,10 +185,32 @@ def dead_letter_of(
     )
 
 
-def produce_dead_letter(producer: Producer, letter: DeadLetter) -> None:
-    """Hand ``letter`` to ``producer`` (delivered by the next :func:`flush_all`)."""
+def produce_dead_letter(producer: Producer, letter: DeadLetter) -> bool:
+    """Hand ``letter`` to ``producer`` (delivered by the next :func:`flush_all`).
+
+    Never raises: a letter the client refuses is logged with where its input was read, and
+    ``False`` is returned for the role to count; a full local queue is drained first.
+    """
     headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
-    producer.produce(letter.topic, value=letter.value, key=letter.key, headers=headers)
+    for attempt in range(2):
+        try:
+            producer.produce(letter.topic, value=letter.value, key=letter.key, headers=headers)
+            return True
+        except BufferError:
+            if attempt == 0:
+                producer.flush(5.0)
+        except KafkaException as exc:
+            log.error("could not dead-letter %s: %s", _coordinates(letter), exc)
+            return False
+    log.error("could not dead-letter %s: the producer's queue stayed full", _coordinates(letter))
+    return False
+
+
+def _coordinates(letter: DeadLetter) -> str:
+    where = dict(letter.headers)
+    return "{}[{}]@{}".format(
+        *(where[name].decode() for name in ("source.topic", "source.partition", "source.offset"))
+    )
 
 
 # -- consume → process → flush → commit ------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,17 +13,29 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from schemas import EventValidationError, RequestEvent
 from shadowlab.core.kafka import (
+    DEAD_LETTER_KEY_MAX_BYTES,
+    DEAD_LETTER_VALUE_MAX_BYTES,
     ERROR_HEADER_MAX_BYTES,
     BatchLoop,
     consumer_config,
     dead_letter,
     error_header,
     flush_all,
+    produce_dead_letter,
     producer_config,
 )
 from shadowlab.testing import produce, read_messages, sample_request
 
-DLQ_HEADERS = {"error", "error.class", "role", "source.topic", "source.partition", "source.offset"}
+DLQ_HEADERS = {
+    "error",
+    "error.class",
+    "role",
+    "source.topic",
+    "source.partition",
+    "source.offset",
+    "source.length",
+    "source.sha256",
+}
 
 
 def test_a_dead_letter_carries_the_original_bytes_and_every_contract_header() -> None:
@@ -60,6 +73,39 @@ def test_the_error_header_is_cut_to_its_documented_length_at_a_character(text: s
     assert text.startswith(header.decode("utf-8")[:-1])
 
 
+def test_a_huge_input_is_dead_lettered_as_its_head_with_its_length_and_digest() -> None:
+    value = b'{"answer": "' + b"x" * 2_000_000 + b'"'
+    letter = dead_letter(
+        role="sink",
+        error=ValueError("too big"),
+        source=("llm.shadow", 0, 7),
+        key=b"k" * 5000,
+        value=value,
+        dlq_suffix=".dlq",
+    )
+    headers = dict(letter.headers)
+    assert letter.value == value[:DEAD_LETTER_VALUE_MAX_BYTES]
+    assert letter.key == b"k" * DEAD_LETTER_KEY_MAX_BYTES
+    assert headers["source.length"] == str(len(value)).encode()
+    assert headers["source.sha256"] == hashlib.sha256(value).hexdigest().encode()
+
+
+def test_a_dead_letter_the_client_refuses_is_reported_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.max.bytes": "1000"})
+    letter = dead_letter(
+        role="judge",
+        error=ValueError("bad"),
+        source=("llm.requests", 2, 99),
+        key=None,
+        value=b"x" * 5000,
+        dlq_suffix=".dlq",
+    )
+    assert produce_dead_letter(producer, letter) is False
+    assert "llm.requests[2]@99" in caplog.text
+
+
 def test_a_short_error_is_kept_whole() -> None:
     assert error_header("bad field") == b"bad field"
 
@@ -86,7 +132,11 @@ def _loop(kafka: dict[str, str], topic: str, group: str) -> tuple[BatchLoop, Con
     consumer = Consumer(consumer_config(kafka, group, **{"session.timeout.ms": "2000"}))
     consumer.subscribe([topic])
     producer = Producer(producer_config(kafka, **{"linger.ms": "0"}))
-    return BatchLoop("test", consumer, producer, threading.Event(), 100, "copies"), consumer, producer
+    return (
+        BatchLoop("test", consumer, producer, threading.Event(), 100, "copies"),
+        consumer,
+        producer,
+    )
 
 
 def _run(loop: BatchLoop, process: Callable[[list[Message]], object]) -> None:
