@@ -61,7 +61,7 @@ def json_valid(answer: str) -> bool:
     """Whether ``answer`` is one JSON value (surrounding whitespace allowed)."""
     try:
         json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is not valid JSON for us either
         return False
     return True
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
-import json
 import logging
 import threading
 import time
@@ -39,6 +37,7 @@ from confluent_kafka import (
 from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
 from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
+from schemas.fast import BatchDecoder
 from shadowlab.core.headers import EVENT_TIME_HEADER
 from shadowlab.core.kafka import (
     BatchLoop,
@@ -269,6 +268,10 @@ class ShadowRole(BatchRole):
         )
 
 
+#: The fields of a shadow result that say what was paid for.
+_PAID_KEY = ("request_id", "candidate")
+
+
 def scan_paid(
     connection: Mapping[str, str], topic: str, pairs: RecentPairs, stop: threading.Event
 ) -> int:
@@ -293,7 +296,9 @@ def scan_paid(
         consumer.assign(assignment)
         at_end: set[int] = set()
         read = 0
+        decoder = BatchDecoder(ShadowResult)  # the shared decoder: any input decodes or fails
         while len(at_end) < len(partitions) and not stop.is_set():
+            values: list[bytes] = []
             for message in consumer.consume(1000, timeout=0.5):
                 error = message.error()
                 if error is not None:
@@ -301,10 +306,15 @@ def scan_paid(
                         at_end.add(message.partition() or 0)
                     continue
                 at_end.discard(message.partition() or 0)
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    data = json.loads(message.value() or b"")
-                    pairs.add((str(data["request_id"]), str(data["candidate"])))
-                    read += 1
+                values.append(message.value() or b"")
+            # what does not decode is the sink's to dead-letter; here it was never paid for
+            decoded = decoder.decode(values)
+            columns = [
+                decoded.columns[decoded.fields.index(f)] for f in ("request_id", "candidate")
+            ]
+            for pair in zip(*columns, strict=True):
+                pairs.add(pair)
+            read += decoded.count
         return read
     finally:
         consumer.close()

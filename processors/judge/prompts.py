@@ -114,7 +114,7 @@ def task_input(messages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(data, dict) and data.get("task") in TASKS:
         return data
@@ -146,7 +146,7 @@ def parse_json_object(content: str | None) -> dict[str, Any]:
     for candidate in candidates:
         try:
             data = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(data, dict):
             return data

@@ -183,3 +183,7 @@ def test_time_the_join_was_down_does_not_count_against_the_window() -> None:
     assert on_tick(step.entry, 101.0, 60, 600, 600, since=restarted_at).comparisons == []
     late = on_tick(step.entry, 160.0, 60, 600, 600, since=restarted_at)
     assert [c.status for c in late.comparisons] == ["missing"]
+
+
+def test_a_deeply_nested_answer_is_invalid_json_not_a_crash() -> None:
+    assert not json_valid("[" * 100_000 + "]" * 100_000)

@@ -215,3 +215,10 @@ def test_the_question_is_the_last_user_message() -> None:
         }
     )
     assert question_of(event) == "How long?"
+
+
+def test_deeply_nested_replies_and_prompts_are_unusable_not_a_crash() -> None:
+    nested = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    with pytest.raises(JudgeOutputError):
+        parse_json_object(nested)
+    assert task_input([{"role": "user", "content": nested}]) is None
