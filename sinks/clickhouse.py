@@ -40,13 +40,26 @@ from sinks.base import Sink
 E = TypeVar("E", bound=Event)
 
 
+#: The most days one insert block may span. ClickHouse refuses a block that touches more than
+#: ``max_partitions_per_insert_block`` (100) partitions; tables are partitioned by day (of the
+#: server's time zone, so N UTC days can touch up to 2N): half of it is always safe.
+MAX_DAYS_PER_INSERT = 50
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    """Where an event type is stored, and which of its fields are stored as JSON text."""
+    """Where an event type is stored, which fields are JSON text, and what partitions it."""
 
     table: str
     event_type: type[Event]
     json_columns: frozenset[str] = field(default_factory=frozenset)
+    #: The datetime column whose day (or month) is the table's partition.
+    partitioned_by: str = "event_time"
+
+    @cached_property
+    def partition_position(self) -> int:
+        """The position of :attr:`partitioned_by` in :attr:`columns`."""
+        return self.columns.index(self.partitioned_by)
 
     @property
     def columns(self) -> list[str]:
@@ -72,8 +85,8 @@ TABLES: dict[type[Event], TableSpec] = {
         TableSpec("comparisons", Comparison),
         TableSpec("judgements", Judgement),
         TableSpec("feedback", FeedbackEvent),
-        TableSpec("routing_flags", RoutingFlags),
-        TableSpec("gate_decisions", GateDecision),
+        TableSpec("routing_flags", RoutingFlags, partitioned_by="changed_at"),
+        TableSpec("gate_decisions", GateDecision, partitioned_by="decided_at"),
         TableSpec("alerts", Alert),
     )
 }
@@ -276,6 +289,35 @@ def query_events(
     return [cast(E, from_row(row, spec)) for row in result.named_results()]
 
 
+def day_groups(
+    instants: Sequence[dt.datetime], max_days: int = MAX_DAYS_PER_INSERT
+) -> list[list[int]] | None:
+    """Row positions grouped so that no group spans more than ``max_days`` days.
+
+    Returns ``None`` when the rows span ``max_days`` days or fewer (one block holds them all),
+    else groups of whole days, in order of the days.
+    """
+    days = [instant.date() for instant in instants]
+    distinct = sorted(set(days))
+    if len(distinct) <= max_days:
+        return None
+    group_of = {day: i // max_days for i, day in enumerate(distinct)}
+    groups: list[list[int]] = [[] for _ in range(group_of[distinct[-1]] + 1)]
+    for position, day in enumerate(days):
+        groups[group_of[day]].append(position)
+    return groups
+
+
+def split_by_days(
+    columns: Sequence[Sequence[Any]], spec: TableSpec
+) -> list[Sequence[Sequence[Any]]]:
+    """``columns`` as one or more column sets, each spanning at most the days one insert may."""
+    groups = day_groups(columns[spec.partition_position])
+    if groups is None:
+        return [columns]
+    return [[[column[i] for i in group] for column in columns] for group in groups]
+
+
 @dataclass(frozen=True)
 class _Insert:
     """One encoded block for one table."""
@@ -324,12 +366,13 @@ class ClickHouseSink(Sink[list[_Insert]]):
             types = self._types.get(event_type)
             if types is None:
                 types = self._types[event_type] = column_types(self.client, self.database, spec)
-            try:
-                block = native_block(self.client, self.database, spec, columns, types)
-            except ClickHouseError:
-                self._types.pop(event_type, None)  # the table may have changed: read it again
-                raise
-            inserts.append(_Insert(event_type, block))
+            for part in split_by_days(columns, spec):
+                try:
+                    block = native_block(self.client, self.database, spec, part, types)
+                except ClickHouseError:
+                    self._types.pop(event_type, None)  # the table may have changed: read again
+                    raise
+                inserts.append(_Insert(event_type, block))
         return inserts
 
     def write(self, prepared: list[_Insert]) -> None:
