@@ -85,7 +85,7 @@ LABEL_NAMES: dict[str, str] = {
     "preferences": "preference",  # judge
 }
 #: Counters that go up and down (everything else only goes up).
-GAUGES: frozenset[str] = frozenset({"in_flight", "open_entries"})
+GAUGES: frozenset[str] = frozenset({"in_flight", "open_entries", "stalled_seconds"})
 #: Fields that are not measurements (gates: monotonic clock readings for latency checks).
 SKIPPED: frozenset[str] = frozenset({"decided_at"})
 
@@ -146,13 +146,18 @@ def counter_samples(
     return samples
 
 
+def is_running(state: str) -> bool:
+    """Whether a role's state (:func:`role_states`) is a running loop, degraded or not."""
+    return state == "running" or state.startswith("degraded")
+
+
 def role_samples(states: Mapping[str, str]) -> list[Sample]:
     """``shadowlab_role_up{role}``: 1 while a role runs, else 0."""
     return [
         Sample(
             "shadowlab_role_up",
             "gauge",
-            1.0 if state == "running" else 0.0,
+            1.0 if is_running(state) else 0.0,
             (("role", role),),
             "1 while the role's loop runs, 0 once it stopped or failed",
         )
@@ -223,15 +228,23 @@ def exposition(samples: Iterable[Sample]) -> bytes:
 
 
 def role_states(roles: RoleSet, secrets: Iterable[str] = ()) -> dict[str, str]:
-    """Each role's state: ``running``, ``stopped``, or ``failed: <error>`` (secrets masked)."""
+    """Each role's state (secrets masked): ``running``, ``degraded: …``, ``stopped``, ``failed: …``.
+
+    ``degraded: <why>`` is a running role that is not doing its work (the sink's writes
+    failing); ``failed: <error>`` names the exception that stopped it.
+    """
     failures = roles.failures()
     states: dict[str, str] = {}
     for name, alive in roles.alive().items():
         if name in failures:
             exc = failures[name]
             states[name] = redact(f"failed: {type(exc).__name__}: {exc}", secrets)[:500]
+        elif not alive:
+            states[name] = "stopped"
         else:
-            states[name] = "running" if alive else "stopped"
+            degraded = getattr(roles.roles[name], "degraded", None)
+            reason = degraded() if callable(degraded) else None
+            states[name] = redact(f"degraded: {reason}", secrets)[:500] if reason else "running"
     return states
 
 
@@ -343,11 +356,14 @@ class AdminApp:
         return role_states(self.roles, self._secrets)
 
     async def health(self, _request: web.Request) -> web.Response:
-        """200 when every role runs, else 503; either way each role's state."""
+        """200 while every role runs (``degraded`` when one is not doing its work), else 503."""
         states = self.states()
-        ok = all(state == "running" for state in states.values())
+        running = all(is_running(s) for s in states.values())
+        status = "failing" if not running else "ok"
+        if running and any(s.startswith("degraded") for s in states.values()):
+            status = "degraded"
         return web.json_response(
-            {"status": "ok" if ok else "failing", "roles": states}, status=200 if ok else 503
+            {"status": status, "roles": states}, status=200 if running else 503
         )
 
     async def metrics(self, _request: web.Request) -> web.Response:

@@ -86,6 +86,10 @@ def _positions(consumer: Consumer) -> list[TopicPartition]:
     return [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
 
 
+class _StoppedUnstoredError(Exception):
+    """Asked to stop while a write kept failing: no later batch may be committed."""
+
+
 @dataclass
 class SinkCounters:
     """What the sink did (per topic), for logs and tests."""
@@ -93,6 +97,8 @@ class SinkCounters:
     written: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
     write_failures: int = 0
+    #: Seconds the current write has been failing (0 while writes succeed).
+    stalled_seconds: float = 0.0
     #: Dead letters the client refused (logged with where their input was read).
     undeliverable: int = 0
 
@@ -109,10 +115,20 @@ class SinkRole:
         self._connection = dict(connection)
         self._stop = threading.Event()
         self._decoders: dict[str, BatchDecoder[Any]] = {}
+        #: (monotonic time of the first failure, its reason) while a write keeps failing.
+        self._stalled: tuple[float, str] | None = None
 
     def stop(self) -> None:
         """Finish the current batch and return from :meth:`run`."""
         self._stop.set()
+
+    def degraded(self) -> str | None:
+        """Why the role is not doing its work while it runs (a failing write), else None."""
+        stalled = self._stalled
+        if stalled is None:
+            return None
+        since, reason = stalled
+        return f"writes failing for {time.monotonic() - since:.0f} s: {reason}"
 
     def run(self) -> None:
         """The loop: consume, decode (or dead-letter), write, then commit, until stopped.
@@ -131,8 +147,10 @@ class SinkRole:
                 # idle or at least every _MAX_PAUSE_S, once the batches in flight are gone.
                 with gc_paused():
                     self._busy_period(consumer, dlq, writer)
+        except _StoppedUnstoredError as exc:
+            log.warning("sink: stopped with a batch not stored (%s); it will be read again", exc)
         finally:
-            writer.shutdown(wait=True)
+            writer.shutdown(wait=True, cancel_futures=True)
             consumer.close()
             dlq.flush(10)
 
@@ -203,12 +221,18 @@ class SinkRole:
                 break
             except ClickHouseError as exc:
                 self.counters.write_failures += 1
+                if self._stalled is None:
+                    self._stalled = (time.monotonic(), str(exc)[:300])
+                if self._stop.is_set():  # nothing more is committed: the batch is read again
+                    raise _StoppedUnstoredError(str(exc)) from None
                 log.warning(
                     "sink: write failed (%s); retrying in %.1f s, partitions paused", exc, delay
                 )
                 self._wait_paused(consumer, delay)
                 delay = min(delay * 2, self.cfg.retry_max_s)
                 job.future = writer.submit(self._store, job.decoded)
+        self._stalled = None
+        self.counters.stalled_seconds = 0.0
         if job.offsets:
             try:
                 commit(consumer, job.offsets, asynchronous=not wait_commit)
@@ -274,5 +298,7 @@ class SinkRole:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not self._stop.is_set():
                 consumer.consume(1, 0.1)  # paused: returns nothing, serves the group
+                if self._stalled is not None:
+                    self.counters.stalled_seconds = time.monotonic() - self._stalled[0]
         finally:
             consumer.resume(assignment)
