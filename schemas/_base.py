@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -29,8 +30,13 @@ Count32 = Annotated[int, Field(ge=0, le=4_294_967_295)]
 Count64 = Annotated[int, Field(ge=0, le=9_223_372_036_854_775_807)]
 #: US dollars.
 Usd = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
-#: A timezone-aware instant; ISO-8601 strings are accepted from Python dicts too.
-Timestamp = Annotated[AwareDatetime, Field(strict=False)]
+#: The earliest and latest instants ClickHouse's ``DateTime64(6)`` stores as given (outside
+#: them it stores the nearest bound instead): what any event time may be.
+TIMESTAMP_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+TIMESTAMP_MAX = dt.datetime(2299, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC)
+#: A timezone-aware instant inside ``DateTime64(6)``'s range; ISO-8601 strings are accepted
+#: from Python dicts too.
+Timestamp = Annotated[AwareDatetime, Field(strict=False, ge=TIMESTAMP_MIN, le=TIMESTAMP_MAX)]
 #: A short free-text explanation (reasons, error types).
 ShortText = Annotated[str, StringConstraints(max_length=2000)]
 

@@ -78,6 +78,8 @@ class _Field:
     default: Any  # msgspec.NODEFAULT, a value, or a msgspec.field(...)
     pattern: _BatchPattern | None = None  # checked per batch (top-level strings only)
     datetime: bool = False  # decoded as text, parsed per batch
+    #: A datetime's inclusive bounds (``ge``/``le``), checked per batch.
+    bounds: tuple[dt.datetime | None, dt.datetime | None] = (None, None)
 
 
 #: A pattern that is one character class repeated: ``^[…]+$`` or ``^[…]*$``.
@@ -130,17 +132,20 @@ class _Deriver:
             default = _default_of(model, name, info)
             annotation, metadata = info.annotation, list(info.metadata)
             if annotation is AwareDatetime:
-                _check_metadata(where, metadata, allowed=(Strict,))
+                _check_metadata(where, metadata, allowed=_DATETIME_METADATA)
                 if default is not msgspec.NODEFAULT:
                     raise TypeError(f"{where}: a datetime with a default has no fast path")
-                fields.append(_Field(name, str, default, datetime=True))
+                bounds = _datetime_bounds(metadata)
+                fields.append(_Field(name, str, default, datetime=True, bounds=bounds))
                 continue
             optional = _optional_datetime(annotation)
             if optional is not None:
-                _check_metadata(where, _flatten([*metadata, *optional], where), allowed=(Strict,))
+                flat = _flatten([*metadata, *optional], where)
+                _check_metadata(where, flat, allowed=_DATETIME_METADATA)
                 if default is not None:
                     raise TypeError(f"{where}: an optional datetime defaults to None only")
-                fields.append(_Field(name, str | None, default, datetime=True))
+                bounds = _datetime_bounds(flat)
+                fields.append(_Field(name, str | None, default, datetime=True, bounds=bounds))
                 continue
             patterns: list[str] = []
             wire = self.convert(annotation, metadata, nested=False, where=where, patterns=patterns)
@@ -437,6 +442,7 @@ class BatchDecoder(Generic[E]):
             bad: set[int] = set()
             for j in spec.datetime_positions:
                 columns[j] = _aware_datetimes(columns[j], bad)
+                _check_bounds(columns[j], spec.fields[j].bounds, bad)
             for j, pattern in spec.patterns:
                 _check_pattern(columns[j], pattern, bad)
             if not bad:
@@ -571,6 +577,30 @@ def _aware_datetimes(texts: Sequence[Any], bad: set[int]) -> Sequence[Any]:
                 bad.add(k)
                 out.append(None)
         return out
+
+
+#: What a datetime field may carry besides strictness: inclusive bounds.
+_DATETIME_METADATA = (Strict, at.Ge, at.Le)
+
+
+def _datetime_bounds(metadata: Sequence[Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    low = next((m.ge for m in metadata if isinstance(m, at.Ge)), None)
+    high = next((m.le for m in metadata if isinstance(m, at.Le)), None)
+    return cast(dt.datetime | None, low), cast(dt.datetime | None, high)
+
+
+def _check_bounds(
+    values: Sequence[Any], bounds: tuple[dt.datetime | None, dt.datetime | None], bad: set[int]
+) -> None:
+    """Mark the datetimes outside ``bounds`` (pydantic then rejects them, naming the field)."""
+    low, high = bounds
+    if low is None and high is None:
+        return
+    for k, value in enumerate(values):
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            bad.add(k)
 
 
 def _run_validators(

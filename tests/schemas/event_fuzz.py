@@ -283,7 +283,10 @@ def odd_value(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Fragmen
     c = _constraints(metadata)
     edges: list[Fragment] = list(PATTERN_EDGES)
     for key in ("ge", "le"):
-        if key in c:
+        if key in c and isinstance(c[key], dt.datetime):  # an instant's range: its edges
+            tick = dt.timedelta(microseconds=1)
+            edges += [_dump((c[key] + d).isoformat()) for d in (-tick, dt.timedelta(0), tick)]
+        elif key in c:
             bound = float(c[key])
             edges += [_dump(bound), _dump(bound - 1e-9), _dump(bound + 1e-9), str(int(bound))]
     if "max_length" in c:
