@@ -244,17 +244,19 @@ class GateQueries:
 
     # -- the controller's clock and memory -------------------------------------------------
 
-    def watermark(self, route: str) -> dt.datetime | None:
-        """The newest event time of ``route``'s stored requests (``None`` before any).
+    def watermark(self, route: str, *, not_after: dt.datetime) -> dt.datetime | None:
+        """The newest event time of ``route``'s stored requests up to ``not_after``.
 
-        Comparisons, feedback and judgements arrive later than their request; the gate
-        windows grow from the stage's start, so what arrives after a tick is counted at the
-        next one instead of being lost.
+        ``None`` before any. Requests dated after ``not_after`` (the controller's wall clock
+        plus the allowed skew) are not counted, so one event from the future cannot drag
+        the clock. Comparisons, feedback and judgements arrive later than their request; the
+        gate windows grow from the stage's start, so what arrives after a tick is counted at
+        the next one instead of being lost.
         """
         value, found = self.client.query(
             f"SELECT max(event_time), count() > 0 FROM {self.db}.requests "
-            "WHERE route = {route:String}",
-            parameters={"route": route},
+            "WHERE route = {route:String} AND event_time <= {not_after:DateTime64(6)}",
+            parameters={"route": route, "not_after": not_after},
         ).result_rows[0]
         return value if found else None
 

@@ -151,7 +151,8 @@ class GatesRole:
         if current is None or current.canary is None:
             return
         queries = self.queries(route)
-        newest = queries.watermark(route)
+        not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.plan.max_ahead_s)
+        newest = queries.watermark(route, not_after=not_after)
         if newest is None:
             return
         watermark = newest - dt.timedelta(seconds=self.plan.lateness_s)

@@ -135,6 +135,9 @@ class RolloutSettings(_Frozen):
     tick_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     #: The watermark trails the newest stored request by this much, for late events.
     lateness_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    #: Requests dated more than this ahead of the controller's wall clock never move its
+    #: clock (a producer's skewed or forged clock cannot fast-forward a rollout).
+    max_ahead_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     #: Wall seconds between looks at ClickHouse for a newer watermark.
     poll_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     #: Family-wise error rate of one rollout, split evenly (Bonferroni) over its gates.
