@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from schemas import Comparison, Event, FeedbackEvent, Judgement, RequestEvent
 from shadowlab.core.errors import UnknownRouteError
 from shadowlab.core.kafka import producer_config
 from shadowlab.core.settings import TopicSettings
+from shadowlab.testing.helpers import wait_until
 
 if TYPE_CHECKING:
     from processors.gates.role import GatesRole
@@ -185,21 +185,22 @@ class Lockstep:
 
         Raises:
             TimeoutError: the controller did not decide in ``timeout_s``.
+            Exception: what a role started with :func:`~shadowlab.testing.running` raised.
         """
         begin = self.now
         self.steps += 1
         self.driver.chunk(begin, self.tick_s)
-        deadline = time.monotonic() + self.timeout_s
-        while not self.finished():
+
+        def decided() -> bool:
             last = self.controller().last_tick(self.driver.route)
-            if last is not None and last >= begin:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no decision on tick {begin} in {self.timeout_s:g} s: "
-                    f"{self.controller().counters}"
-                )
-            time.sleep(0.01)
+            return self.finished() or (last is not None and last >= begin)
+
+        wait_until(
+            decided,
+            self.timeout_s,
+            what=lambda: f"no decision on tick {begin}: {self.controller().counters}",
+            poll_s=0.01,
+        )
 
     def until(self, done: Callable[[], bool], *, steps: int) -> None:
         """Step until ``done()`` (checked after each step).

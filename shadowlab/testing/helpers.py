@@ -13,7 +13,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -23,6 +24,7 @@ from shadowlab.core.kafka import CONSUMER_DEFAULTS, producer_config
 from shadowlab.core.role import Role
 
 E = TypeVar("E", bound=Event)
+R = TypeVar("R", bound=Role)
 
 
 def sample_request(**overrides: Any) -> RequestEvent:
@@ -82,6 +84,109 @@ def sample_shadow(**overrides: Any) -> ShadowResult:
     return ShadowResult.parse(data)
 
 
+class _Run:
+    """A role started by :func:`running`: its thread and what its ``run()`` raised."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._target, name=f"{type(role).__name__}-under-test", daemon=True
+        )
+
+    def _target(self) -> None:
+        try:
+            self.role.run()
+        except BaseException as exc:  # handed to the test's thread
+            self.failure = exc
+
+
+_RUNS: list[_Run] = []
+_RUNS_LOCK = threading.Lock()
+
+
+def _raise_failures() -> None:
+    """Raise what a role started by :func:`running` (and not yet stopped) raised, if any."""
+    with _RUNS_LOCK:
+        failed = next((run.failure for run in _RUNS if run.failure is not None), None)
+    if failed is not None:
+        raise failed
+
+
+@contextmanager
+def running(role: R, *, join_timeout_s: float = 30.0) -> Iterator[R]:
+    """Run ``role.run()`` in a thread for the ``with`` block; then stop it and join it.
+
+    While the block runs, :func:`wait_until` (and :func:`run_until`) raise what the role
+    raised as soon as it raised; on exit the role is stopped (its last batch finishes) and
+    its exception, if any, is raised (over one the block raised, which is its context).
+
+    Raises:
+        Exception: whatever ``role.run`` raised.
+        TimeoutError: the role did not return within ``join_timeout_s`` of ``stop()``.
+    """
+    run = _Run(role)
+    with _RUNS_LOCK:
+        _RUNS.append(run)
+    run.thread.start()
+    try:
+        yield role
+    except BaseException as exc:
+        _finish(run, join_timeout_s)
+        if run.failure is not None and run.failure is not exc:
+            # the role's failure is the cause: the block's exception stays its context
+            raise run.failure  # noqa: B904
+        raise
+    _finish(run, join_timeout_s)
+    if run.failure is not None:
+        raise run.failure
+    if run.thread.is_alive():
+        raise TimeoutError(
+            f"{type(role).__name__} did not stop within {join_timeout_s:g} s: {role.counters}"
+        )
+
+
+def _finish(run: _Run, join_timeout_s: float) -> None:
+    try:
+        run.role.stop()
+        run.thread.join(join_timeout_s)
+    finally:
+        with _RUNS_LOCK:
+            _RUNS.remove(run)
+
+
+def is_running(role: Role) -> bool:
+    """Whether ``role``, started by :func:`running`, is still in its ``run()``."""
+    with _RUNS_LOCK:
+        return any(run.role is role and run.thread.is_alive() for run in _RUNS)
+
+
+def wait_until(
+    done: Callable[[], bool],
+    timeout_s: float = 60.0,
+    *,
+    what: Callable[[], object] | str = "",
+    poll_s: float = 0.05,
+) -> None:
+    """Wait until ``done()`` is true: a condition, never a fixed sleep.
+
+    Choose ``timeout_s`` generously: it only bounds how long a broken run takes to fail, so a
+    slow, loaded machine makes the wait longer, not the test fail.
+
+    Raises:
+        Exception: what a role started by :func:`running` raised, as soon as it raised.
+        TimeoutError: ``done()`` stayed false (the message shows ``what``).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        _raise_failures()
+        if time.monotonic() > deadline:
+            shown = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout_s:g} s" + (f": {shown}" if shown else ""))
+        time.sleep(poll_s)
+    _raise_failures()
+
+
 def run_until(role: Role, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
     """Run ``role`` in a thread until ``done()``; then stop it and wait for its last batch.
 
@@ -89,29 +194,8 @@ def run_until(role: Role, done: Callable[[], bool], timeout_s: float = 60.0) -> 
         TimeoutError: ``done()`` stayed false (the message shows the role's counters).
         Exception: whatever ``role.run`` raised, as soon as it raised.
     """
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            role.run()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="role-under-test")
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if failure:
-                raise failure[0]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout_s:g} s: {role.counters}")
-            time.sleep(0.05)
-    finally:
-        role.stop()
-        thread.join(30)
-    if failure:
-        raise failure[0]
+    with running(role):
+        wait_until(done, timeout_s, what=lambda: role.counters)
 
 
 def wait_for_http(url: str, timeout_s: float = 20.0) -> None:

@@ -16,12 +16,15 @@ from processors.join import JoinRole
 from schemas import Comparison, RequestEvent, ShadowResult
 from shadowlab.core.errors import JoinFailedError
 from shadowlab.core.kafka import ensure_topics
-from shadowlab.core.settings import Settings, load_settings
+from shadowlab.core.settings import Settings
 from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import (
+    make_settings,
+    models_at,
     produce,
     read_events,
     read_messages,
+    route_config,
     run_until,
     sample_request,
     sample_shadow,
@@ -29,13 +32,10 @@ from shadowlab.testing import (
 
 
 def _settings(topic_factory: Callable[..., str], tmp_path: Path, **join: Any) -> Settings:
-    return load_settings(
-        None,
-        data_dir=tmp_path,
-        models=[{"name": n, "base_url": "http://sim"} for n in ("gpt-4", "gpt-4o", "ft-1")],
-        routes=[
-            {"name": "support-answer", "primary": "gpt-4", "candidates": [{"model": "gpt-4o"}]}
-        ],
+    return make_settings(
+        tmp_path,
+        models=models_at("http://sim", "gpt-4", "gpt-4o", "ft-1"),
+        routes=[route_config("gpt-4", "gpt-4o")],
         topics={
             "requests": topic_factory("req", 4),
             "shadow": topic_factory("shadow", 4),

@@ -11,9 +11,18 @@ import pytest
 
 from processors.shadow import ShadowRole
 from schemas import ShadowResult
-from shadowlab.core.settings import Settings, load_settings
-from shadowlab.testing import produce, read_events, run_until, sample_request
-from shadowlab.testing.model_server import Simulator, SimulatorConfig
+from shadowlab.core.settings import Settings
+from shadowlab.testing import (
+    make_settings,
+    models_at,
+    produce,
+    read_events,
+    route_config,
+    run_until,
+    sample_request,
+    simulated_models,
+)
+from shadowlab.testing.model_server import Simulator
 
 MESSAGES = [
     {"role": "system", "content": "The warranty lasts two years. Returns are free."},
@@ -21,21 +30,17 @@ MESSAGES = [
 ]
 
 
+PROFILES = [
+    {"name": "gpt-4o", "latency_median_ms": 400, "latency_p95_ms": 800},
+    {"name": "ft-1", "latency_median_ms": 600, "latency_p95_ms": 900},
+    {"name": "broken", "error_rate": 1.0},
+    {"name": "stuck", "hang_rate": 1.0, "hang_s": 100},
+]
+
+
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig.model_validate(
-        {
-            "seed": 1,
-            "time_scale": 0.05,
-            "models": [
-                {"name": "gpt-4o", "latency_median_ms": 400, "latency_p95_ms": 800},
-                {"name": "ft-1", "latency_median_ms": 600, "latency_p95_ms": 900},
-                {"name": "broken", "error_rate": 1.0},
-                {"name": "stuck", "hang_rate": 1.0, "hang_s": 100},
-            ],
-        }
-    )
-    with Simulator(config) as sim:
+    with simulated_models(PROFILES, seed=1, time_scale=0.05) as sim:
         yield sim
 
 
@@ -47,20 +52,13 @@ def _settings(
     candidates: list[dict[str, Any]],
     **shadow_cfg: Any,
 ) -> Settings:
-    models = [
-        {
-            "name": n,
-            "base_url": sim.base_url,
-            "price_input_per_1k": 0.01,
-            "price_output_per_1k": 0.03,
-            "timeout_s": 0.5,
-        }
-        for n in ("gpt-4", "gpt-4o", "ft-1", "broken", "stuck")
-    ]
-    return load_settings(
-        data_dir=tmp_path,
-        models=models,
-        routes=[{"name": "support-answer", "primary": "gpt-4", "candidates": candidates}],
+    prices = {"price_input_per_1k": 0.01, "price_output_per_1k": 0.03}
+    return make_settings(
+        tmp_path,
+        models=models_at(
+            sim.base_url, "gpt-4", "gpt-4o", "ft-1", "broken", "stuck", **prices, timeout_s=0.5
+        ),
+        routes=[route_config("gpt-4", *candidates)],
         topics={"requests": requests, "shadow": shadow},
         shadow={"batch_size": 50, "backoff_base_s": 0.01, **shadow_cfg},
     )

@@ -11,11 +11,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from schemas import ShadowResult
-from shadowlab.testing import produce, read_events, read_messages, sample_request
-from shadowlab.testing.model_server import Simulator, SimulatorConfig
+from shadowlab.testing import (
+    build_config,
+    models_at,
+    produce,
+    read_events,
+    read_messages,
+    route_config,
+    sample_request,
+    simulated_models,
+    write_config,
+)
+from shadowlab.testing.model_server import Simulator
 
 N = 120
 MESSAGES = [
@@ -26,17 +35,11 @@ MESSAGES = [
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig.model_validate(
-        {
-            "seed": 2,
-            "time_scale": 1.0,
-            "models": [
-                {"name": "gpt-4o", "latency_median_ms": 60, "latency_p95_ms": 90},
-                {"name": "ft-1", "latency_median_ms": 80, "latency_p95_ms": 120},
-            ],
-        }
-    )
-    with Simulator(config) as sim:
+    profiles = [
+        {"name": "gpt-4o", "latency_median_ms": 60, "latency_p95_ms": 90},
+        {"name": "ft-1", "latency_median_ms": 80, "latency_p95_ms": 120},
+    ]
+    with simulated_models(profiles, seed=2, time_scale=1.0) as sim:
         yield sim
 
 
@@ -63,30 +66,16 @@ def test_killed_and_restarted_role_loses_nothing_and_repays_nothing(
     tmp_path: Path,
 ) -> None:
     requests, shadow = topic_factory("req", 4), topic_factory("shadow", 4)
-    config = tmp_path / "shadowlab.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "kafka": {"bootstrap_servers": kafka["bootstrap.servers"]},
-                "topics": {
-                    "requests": requests,
-                    "shadow": shadow,
-                    "flags": topic_factory("flags", 1),
-                },
-                "models": [
-                    {"name": n, "base_url": simulator.base_url} for n in ("gpt-4", "gpt-4o", "ft-1")
-                ],
-                "routes": [
-                    {
-                        "name": "support-answer",
-                        "primary": "gpt-4",
-                        "candidates": [{"model": "gpt-4o"}, {"model": "ft-1"}],
-                    }
-                ],
-                "shadow": {"batch_size": 8, "concurrency": 4},
-            }
-        )
+    config = write_config(
+        tmp_path / "shadowlab.yaml",
+        build_config(
+            tmp_path / "data",
+            kafka=kafka,
+            topics={"requests": requests, "shadow": shadow, "flags": topic_factory("flags", 1)},
+            models=models_at(simulator.base_url, "gpt-4", "gpt-4o", "ft-1"),
+            routes=[route_config("gpt-4", "gpt-4o", "ft-1")],
+            shadow={"batch_size": 8, "concurrency": 4},
+        ),
     )
     produce(
         kafka,

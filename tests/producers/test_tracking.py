@@ -11,8 +11,8 @@ import pytest
 
 from producers import EventProducer, Price, Router, set_flags, track_request
 from schemas import RequestEvent
-from shadowlab.testing import read_events
-from shadowlab.testing.model_server import Simulator, SimulatorConfig
+from shadowlab.testing import read_events, simulated_models
+from shadowlab.testing.model_server import Simulator
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
 MESSAGES = [
@@ -24,19 +24,13 @@ PRICES = {"gpt-4": Price(0.03, 0.06), "gpt-4o": Price(0.0025, 0.01)}
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig.model_validate(
-        {
-            "seed": 3,
-            "time_scale": 0.2,
-            "models": [
-                {"name": "gpt-4", "latency_median_ms": 400, "latency_p95_ms": 600, "p_correct": 1},
-                {"name": "gpt-4o", "latency_median_ms": 200, "latency_p95_ms": 300, "p_correct": 1},
-                {"name": "broken", "error_rate": 1.0},
-                {"name": "stuck", "hang_rate": 1.0, "hang_s": 30},
-            ],
-        }
-    )
-    with Simulator(config) as sim:
+    profiles = [
+        {"name": "gpt-4", "latency_median_ms": 400, "latency_p95_ms": 600, "p_correct": 1},
+        {"name": "gpt-4o", "latency_median_ms": 200, "latency_p95_ms": 300, "p_correct": 1},
+        {"name": "broken", "error_rate": 1.0},
+        {"name": "stuck", "hang_rate": 1.0, "hang_s": 30},
+    ]
+    with simulated_models(profiles, seed=3, time_scale=0.2) as sim:
         yield sim
 
 

@@ -6,9 +6,8 @@ import asyncio
 import collections
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,17 @@ from shadowlab.core.kafka import ensure_topics
 from shadowlab.core.settings import Settings
 from shadowlab.roles import RoleSet, build_role
 from shadowlab.rollout_ops import latest_decisions
-from shadowlab.testing import produce, read_events, sample_request
+from shadowlab.testing import (
+    UNREACHABLE_URL,
+    make_settings,
+    models_at,
+    produce,
+    read_events,
+    route_config,
+    sample_request,
+    unique_topics,
+    wait_until,
+)
 from sinks.migrations import apply_migrations
 from sinks.role import SinkCounters
 
@@ -199,26 +208,17 @@ class Up:
 
 def _settings(tmp: Path, database: str, **overrides: Any) -> Settings:
     suffix = uuid.uuid4().hex[:8]
-    topics = {
-        k: f"{k}-{suffix}"
-        for k in ("requests", "shadow", "comparisons", "judgements", "feedback", "flags",
-                  "decisions", "alerts")
-    }  # fmt: skip
     values: dict[str, Any] = {
-        "data_dir": tmp,
-        "topics": {**topics, "partitions": 1},
+        "topics": unique_topics(suffix=suffix, partitions=1),
         "clickhouse": {"database": database},
-        "models": [
-            {"name": "gpt-4", "base_url": "http://127.0.0.1:9/v1"},
-            {"name": "gpt-4o", "base_url": "http://127.0.0.1:9/v1"},
-        ],
-        "routes": [{"name": "faq", "primary": "gpt-4", "candidates": [{"model": "gpt-4o"}]}],
+        "models": models_at(UNREACHABLE_URL, "gpt-4", "gpt-4o"),
+        "routes": [route_config("gpt-4", "gpt-4o", name="faq")],
         "sink": {"group_id": f"sink-{suffix}", "max_wait_s": 0.2},
         "shadow": {"group_id": f"shadow-{suffix}"},
         "rollout": {"poll_s": 0.2},
         "admin": {"port": 0, "token": TOKEN},
     }
-    return Settings(**{**values, **overrides})
+    return make_settings(tmp, **{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +241,6 @@ def up(
         with roles, AdminServer(settings, kafka, roles, clickhouse=clickhouse) as server:
             yield Up(settings, kafka, roles, server, Http(server.url), clickhouse)
     clickhouse.command(f"DROP DATABASE IF EXISTS {database}")
-
-
-def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _metrics(up: Up) -> dict[str, Any]:
@@ -280,10 +273,12 @@ def test_metrics_count_what_the_roles_do(up: Up) -> None:
         samples = [s for s in family.samples if s.labels == {"topic": requests}] if family else []
         return samples[0].value if samples else 0.0
 
-    _wait(lambda: written() == 2.0, "the sink to write 2 requests")
+    wait_until(lambda: written() == 2.0, 30, what="the sink to write 2 requests")
     consumed = _metrics(up)["shadowlab_shadow_consumed"].samples[0]
     assert consumed.name == "shadowlab_shadow_consumed_total"
-    _wait(lambda: _metrics(up)["shadowlab_shadow_consumed"].samples[0].value == 2.0, "shadow")
+    wait_until(
+        lambda: _metrics(up)["shadowlab_shadow_consumed"].samples[0].value == 2.0, 30, what="shadow"
+    )
     assert "shadowlab_gates_ticks" in before
 
 
@@ -327,7 +322,11 @@ def test_rollout_commands_move_the_flags_a_live_router_sees(
     with LiveRouter(up.kafka, up.settings.topics.flags) as router:
 
         def seen(version: int) -> RoutingFlags:
-            _wait(lambda: router.version(route) == version, f"version {version} at the router")
+            wait_until(
+                lambda: router.version(route) == version,
+                30,
+                what=f"version {version} at the router",
+            )
             flags = router.flags(route)
             assert flags is not None
             return flags
@@ -429,7 +428,7 @@ def test_health_is_503_naming_a_failed_role(up: Up) -> None:
     shadow = build_role("shadow", up.settings, broken, stage_of=lambda _r: None)
     roles = RoleSet({"shadow": shadow})
     with roles, AdminServer(up.settings, up.kafka, roles, port=0) as server:
-        _wait(lambda: not roles.alive()["shadow"], "the shadow role to fail")
+        wait_until(lambda: not roles.alive()["shadow"], 30, what="the shadow role to fail")
         reply = Http(server.url)("GET", "/health")
         assert reply.status == 503
         state = reply.json()["roles"]["shadow"]

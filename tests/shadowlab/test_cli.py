@@ -118,13 +118,13 @@ def test_run_sink_stores_events_from_a_configured_broker(
     tmp_path: Path, kafka: dict[str, str]
 ) -> None:
     import signal
-    import time
     import uuid
 
+    from processors.catchup import committed_offsets
     from shadowlab.core.kafka import ensure_topics
-    from shadowlab.testing import produce, sample_request
+    from shadowlab.testing import produce, sample_request, wait_until
 
-    requests = f"req-{uuid.uuid4().hex[:8]}"
+    requests, group = f"req-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
     env.update(
         {
@@ -132,7 +132,7 @@ def test_run_sink_stores_events_from_a_configured_broker(
             "SHADOWLAB_TOPICS__REQUESTS": requests,
             "SHADOWLAB_DATA_DIR": str(tmp_path / "data"),
             "SHADOWLAB_SINK__MAX_WAIT_S": "0.2",
-            "SHADOWLAB_SINK__GROUP_ID": f"g-{uuid.uuid4().hex[:6]}",
+            "SHADOWLAB_SINK__GROUP_ID": group,
             "COLUMNS": "200",
         }
     )
@@ -146,9 +146,18 @@ def test_run_sink_stores_events_from_a_configured_broker(
         stderr=subprocess.DEVNULL,
         text=True,
     ) as sink:
-        time.sleep(10)  # group join (~3 s) + one flush
-        sink.send_signal(signal.SIGINT)
-        out, _ = sink.communicate(timeout=30)
+
+        def stored_or_exited() -> bool:
+            # the sink commits a batch's offsets only once it is stored: 25 committed = stored
+            committed = committed_offsets(kafka, group, [(requests, 0), (requests, 1)])
+            return sum(committed.values()) >= 25 or sink.poll() is not None
+
+        try:
+            wait_until(stored_or_exited, 180, poll_s=0.5)
+            assert sink.poll() is None, "the sink exited before storing the events"
+        finally:
+            sink.send_signal(signal.SIGINT)
+            out, _ = sink.communicate(timeout=60)
     assert f"'{requests}': 25" in out, out
 
 
@@ -180,35 +189,34 @@ def test_run_join_emits_comparisons_and_stops_cleanly_on_sigterm(
 ) -> None:
     import signal
 
-    import yaml
-
     from schemas import Comparison
-    from shadowlab.testing import produce, read_events, sample_request, sample_shadow
+    from shadowlab.testing import (
+        build_config,
+        models_at,
+        produce,
+        read_events,
+        route_config,
+        sample_request,
+        sample_shadow,
+        write_config,
+    )
 
     requests, shadow, comparisons = (topic_factory(p, 4) for p in ("req", "shadow", "cmp"))
-    config = tmp_path / "shadowlab.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "kafka": {"bootstrap_servers": kafka["bootstrap.servers"]},
-                "topics": {
-                    "requests": requests,
-                    "shadow": shadow,
-                    "comparisons": comparisons,
-                    "flags": topic_factory("flags", 1),
-                },
-                "models": [{"name": n, "base_url": "http://sim"} for n in ("gpt-4", "gpt-4o")],
-                "routes": [
-                    {
-                        "name": "support-answer",
-                        "primary": "gpt-4",
-                        "candidates": [{"model": "gpt-4o"}],
-                    }
-                ],
-                "join": {"group_id": f"join-{tmp_path.name}"},
-            }
-        )
+    config = write_config(
+        tmp_path / "shadowlab.yaml",
+        build_config(
+            tmp_path / "data",
+            kafka=kafka,
+            topics={
+                "requests": requests,
+                "shadow": shadow,
+                "comparisons": comparisons,
+                "flags": topic_factory("flags", 1),
+            },
+            models=models_at("http://sim", "gpt-4", "gpt-4o"),
+            routes=[route_config("gpt-4", "gpt-4o")],
+            join={"group_id": f"join-{tmp_path.name}"},
+        ),
     )
     events = [sample_request(request_id=f"cli-{i}") for i in range(10)]
     produce(kafka, requests, events, "request_id")

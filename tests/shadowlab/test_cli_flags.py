@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from shadowlab.testing import build_config, route_config, write_config
+
 
 @pytest.fixture
 def run(kafka: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
     topic = f"flags-{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "shadowlab.yaml"
-    config.write_text("routes:\n  - {name: faq, primary: gpt-4}\n")
+    data = build_config(routes=[route_config("gpt-4", name="faq")])
+    config = write_config(tmp_path / "shadowlab.yaml", data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
     env.update(
         {

@@ -15,18 +15,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shadowlab.scenario import load_scenario
 
+#: Generous bounds (seconds) on one demo run, each test's pytest timeout a minute above its
+#: run's so that the demo's own output is what a run over it reports: on a loaded 2-core CI
+#: machine a run takes several times what it takes on an idle one, which is fine. Inside the
+#: demo every wait is on a condition (the pipeline drained, the controller decided a tick).
+DEFAULT_RUN_S = 1500
+SHORT_RUN_S = 840
 
-def _demo(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+
+def _demo(tmp_path: Path, *args: str, timeout_s: float) -> tuple[dict[str, Any], str]:
     out = tmp_path / "result.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "shadowlab", "demo", "--json", str(out), *args],
-        check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "160"},
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "shadowlab", "demo", "--json", str(out), *args],
+            check=False, capture_output=True, text=True, timeout=timeout_s, cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "160"},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as late:
+        shown = [_text(late.stdout)[-3000:], _text(late.stderr)[-3000:]]
+        pytest.fail(f"the demo did not finish in {timeout_s:g} s:\n" + "\n".join(shown))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _reconciled(result: dict[str, Any]) -> None:
@@ -40,9 +57,10 @@ def _reconciled(result: dict[str, Any]) -> None:
     assert tables["golden_runs"] == 2  # one row per model of the offline evaluation
 
 
+@pytest.mark.timeout(DEFAULT_RUN_S + 60)
 def test_the_default_scenario_promotes_reconciles_and_reports(tmp_path: Path) -> None:
     report = tmp_path / "demo.html"
-    result, stdout = _demo(tmp_path, "--report", str(report))
+    result, stdout = _demo(tmp_path, "--report", str(report), timeout_s=DEFAULT_RUN_S)
     scenario = load_scenario("good")
     assert result["scenario"] == "good"
     assert result["outcome"] == "promoted"
@@ -88,10 +106,11 @@ def _stopped_by(result: dict[str, Any], stage: str, gate: str, primary: str) -> 
     _reconciled(result)
 
 
+@pytest.mark.timeout(SHORT_RUN_S + 60)
 def test_a_candidate_worse_on_the_golden_set_is_rejected_before_any_user_sees_it(
     tmp_path: Path,
 ) -> None:
-    result, _ = _demo(tmp_path, "--scenario", "accuracy-drop")
+    result, _ = _demo(tmp_path, "--scenario", "accuracy-drop", timeout_s=SHORT_RUN_S)
     assert result["outcome"] == "rejected"
     assert result["offline"]["outcome"] == "fail"
     assert result["counts"]["requests_by_arm"].get("canary", 0) == 0
@@ -99,6 +118,7 @@ def test_a_candidate_worse_on_the_golden_set_is_rejected_before_any_user_sees_it
     _stopped_by(result, "offline", "accuracy", "gpt-4")
 
 
+@pytest.mark.timeout(SHORT_RUN_S + 60)
 def test_a_scenario_file_with_drift_is_rolled_back_by_the_shadow_error_gate(
     tmp_path: Path,
 ) -> None:
@@ -112,7 +132,9 @@ def test_a_scenario_file_with_drift_is_rolled_back_by_the_shadow_error_gate(
         "candidate: {name: gpt-4o-mini, latency_median_ms: 500, latency_p95_ms: 1000,\n"
         "  error_rate: 0.01, changes: [{at: '2026-06-01T02:00:00Z', set: {error_rate: 0.2}}]}\n"
     )
-    result, stdout = _demo(tmp_path, "--scenario", str(scenario), "--seed", "3")
+    result, stdout = _demo(
+        tmp_path, "--scenario", str(scenario), "--seed", "3", timeout_s=SHORT_RUN_S
+    )
     assert result["scenario"] == "provider-outage"
     assert result["offline"]["outcome"] == "pass"  # asked as of the start: before the drift
     assert result["outcome"] == "rolled_back"

@@ -9,14 +9,8 @@ import urllib.request
 import openai
 import pytest
 
-from shadowlab.testing.model_server import (
-    UNSUPPORTED_CLAIM,
-    WRONG_ANSWER,
-    ModelProfile,
-    Simulator,
-    SimulatorConfig,
-    decide,
-)
+from shadowlab.testing import simulated_models
+from shadowlab.testing.model_server import UNSUPPORTED_CLAIM, WRONG_ANSWER, ModelProfile, decide
 
 REQUEST = {
     "messages": [
@@ -56,15 +50,12 @@ def test_quality_draws() -> None:
 
 
 def test_http_errors_are_openai_shaped() -> None:
-    config = SimulatorConfig(
-        models=[
-            ModelProfile(name="limited", rate_limit_rate=1, retry_after_s=7),
-            ModelProfile(name="ok", latency_median_ms=1, latency_p95_ms=2),
-        ],
-        time_scale=0.01,
-    )
+    profiles = [
+        ModelProfile(name="limited", rate_limit_rate=1, retry_after_s=7),
+        ModelProfile(name="ok", latency_median_ms=1, latency_p95_ms=2),
+    ]
     with (
-        Simulator(config) as sim,
+        simulated_models(profiles, time_scale=0.01) as sim,
         openai.OpenAI(base_url=sim.base_url, api_key="x", max_retries=0) as client,
     ):
         with pytest.raises(openai.RateLimitError) as info:

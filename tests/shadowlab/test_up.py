@@ -15,23 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shadowlab.cli_up import role_names
 from shadowlab.core.errors import ConfigError
 from shadowlab.core.settings import Settings
 from shadowlab.embedded.broker import free_port
 from shadowlab.roles import ROLE_NAMES
+from shadowlab.testing import (
+    UNREACHABLE_URL,
+    build_config,
+    models_at,
+    route_config,
+    write_config,
+)
 
 TOKEN = "up-" + uuid.uuid4().hex
 
 CONFIG: dict[str, Any] = {
-    "models": [
-        {"name": "gpt-4", "base_url": "http://127.0.0.1:9/v1"},
-        {"name": "gpt-4o", "base_url": "http://127.0.0.1:9/v1"},
-        {"name": "judge", "base_url": "http://127.0.0.1:9/v1"},
-    ],
-    "routes": [{"name": "faq", "primary": "gpt-4", "candidates": [{"model": "gpt-4o"}]}],
+    "models": models_at(UNREACHABLE_URL, "gpt-4", "gpt-4o", "judge"),
+    "routes": [route_config("gpt-4", "gpt-4o", name="faq")],
     "judge": {"model": "judge"},
 }
 
@@ -66,10 +68,8 @@ def test_role_names_default_to_every_role_and_skip_the_judge_without_a_model() -
 
 def test_up_serves_every_role_and_the_api_then_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    config = tmp_path / "shadowlab.yaml"
-    config.write_text(
-        yaml.safe_dump({**CONFIG, "data_dir": str(tmp_path / "data"), "admin": {"port": port}})
-    )
+    data = build_config(tmp_path / "data", **CONFIG, admin={"port": port})
+    config = write_config(tmp_path / "shadowlab.yaml", data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
     env.update({"SHADOWLAB_ADMIN__TOKEN": TOKEN, "COLUMNS": "200"})
     base = f"http://127.0.0.1:{port}"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,17 @@ from confluent_kafka import Producer
 from schemas import EventValidationError, RequestEvent
 from shadowlab.core.errors import ClickHouseError
 from shadowlab.core.kafka import ensure_topics
-from shadowlab.core.settings import Settings, load_settings
-from shadowlab.testing import produce, read_messages, run_until, sample_request
+from shadowlab.core.settings import Settings
+from shadowlab.testing import (
+    make_settings,
+    produce,
+    read_messages,
+    run_until,
+    running,
+    sample_request,
+    unique_topics,
+    wait_until,
+)
 from sinks.clickhouse import TABLES, ClickHouseSink, query_events
 from sinks.migrations import apply_migrations
 from sinks.role import SinkRole, topic_types
@@ -25,22 +32,10 @@ from tests.samples import sample_events
 
 
 def _settings(tmp_path: Path, **sink: Any) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    topics = {
-        k: f"{k}-{suffix}"
-        for k in (
-            "requests",
-            "shadow",
-            "comparisons",
-            "judgements",
-            "feedback",
-            "flags",
-            "decisions",
-            "alerts",
-        )
-    }
-    return load_settings(
-        data_dir=tmp_path, topics=topics, sink={"max_wait_s": 0.2, "retry_base_s": 0.1, **sink}
+    return make_settings(
+        tmp_path,
+        topics=unique_topics(),
+        sink={"max_wait_s": 0.2, "retry_base_s": 0.1, **sink},
     )
 
 
@@ -48,32 +43,43 @@ def _count(client: Client, db: str, table: str) -> int:
     return int(client.query(f"SELECT count() FROM {db}.{table} FINAL").result_rows[0][0])
 
 
+COPIES = 7  # of each sample event, every one with its own key
+MORE_REQUESTS = 93  # requests besides the copies: the requests table holds 100
+
+
 def test_every_topic_lands_in_its_table_exactly_once_even_when_redelivered(
     kafka: dict[str, str], clickhouse: Client, ch_db: str, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
     ensure_topics(kafka, settings.topics.partitions_of())
+    # no background merge may fold the duplicates away before they are counted on disk
+    clickhouse.command(f"SYSTEM STOP MERGES {ch_db}.requests")
     samples = sample_events()
     names = {t.__name__: topic for topic, t in topic_types(settings.topics).items()}
     expected = {}
     for type_name, event in samples.items():
-        copies = [event.model_copy(update=_unique_key(event, i)) for i in range(7)]
+        copies = [event.model_copy(update=_unique_key(event, i)) for i in range(COPIES)]
         produce(kafka, names[type_name], copies)
-        expected[TABLES[type(event)].table] = 7
-    produce(kafka, names["RequestEvent"], [sample_request(request_id=f"x{i}") for i in range(93)])
-    expected["requests"] = 100
+        expected[TABLES[type(event)].table] = COPIES
+    more = [sample_request(request_id=f"x{i}") for i in range(MORE_REQUESTS)]
+    produce(kafka, names["RequestEvent"], more)
+    expected["requests"] = COPIES + MORE_REQUESTS
+    # a group that reads every topic once writes every event produced: the copies of each
+    # sample type (one type a topic) and the other requests
+    produced = COPIES * len(samples) + MORE_REQUESTS
     role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
-    run_until(role, lambda: sum(role.counters.written.values()) >= 149)
+    run_until(role, lambda: sum(role.counters.written.values()) >= produced)
     counts = {table: _count(clickhouse, ch_db, table) for table in expected}
     assert counts == expected
     # redelivery: a new group reads everything again; query results do not change
     again = SinkRole(
         _settings_with_group(settings, "again"), kafka, ClickHouseSink(clickhouse, ch_db)
     )
-    run_until(again, lambda: sum(again.counters.written.values()) >= 149)
+    run_until(again, lambda: sum(again.counters.written.values()) >= produced)
     assert {table: _count(clickhouse, ch_db, table) for table in expected} == expected
     raw = clickhouse.query(f"SELECT count() FROM {ch_db}.requests").result_rows[0][0]
-    assert raw >= 100  # the duplicates are there on disk, and hidden
+    # the duplicates are there on disk, and hidden: each request once per group, no more
+    assert raw == 2 * expected["requests"]
 
 
 def _unique_key(event: Any, i: int) -> dict[str, Any]:
@@ -121,20 +127,13 @@ def test_clickhouse_refusing_writes_pauses_the_sink_and_loses_nothing(
     sent = [sample_request(request_id=f"o{i}") for i in range(40)]
     produce(kafka, settings.topics.requests, sent)
     role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, database))
-    thread = threading.Thread(target=role.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while role.counters.write_failures < 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with running(role):
+        wait_until(lambda: role.counters.write_failures >= 3, 30, what=lambda: role.counters)
         apply_migrations(clickhouse, database)  # ClickHouse is back
-        while role.counters.written.get(settings.topics.requests, 0) < 40:
-            assert time.monotonic() < deadline + 30
-            time.sleep(0.05)
-    finally:
-        role.stop()
-        thread.join(30)
+        requests = settings.topics.requests
+        wait_until(
+            lambda: role.counters.written.get(requests, 0) >= 40, 60, what=lambda: role.counters
+        )
     stored = clickhouse.query(f"SELECT request_id FROM {database}.requests FINAL").result_rows
     assert sorted(r[0] for r in stored) == sorted(e.request_id for e in sent)
     clickhouse.command(f"DROP DATABASE IF EXISTS {database}")

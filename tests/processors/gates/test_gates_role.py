@@ -11,9 +11,9 @@ import http.server
 import json
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,17 @@ from schemas import Alert, GateDecision
 from shadowlab.core.flags import set_flags, set_paused, start_rollout
 from shadowlab.core.flags_io import FlagsClient
 from shadowlab.core.kafka import ensure_topics
-from shadowlab.core.settings import Settings, load_settings
-from shadowlab.testing import produce, read_events, sample_request
+from shadowlab.core.settings import Settings
+from shadowlab.testing import (
+    is_running,
+    make_settings,
+    produce,
+    read_events,
+    running,
+    sample_request,
+    unique_topics,
+    wait_until,
+)
 from shadowlab.testing.event_traffic import Lockstep, TrafficDriver
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrations import apply_migrations
@@ -60,9 +69,6 @@ def _gates() -> list[dict[str, Any]]:
 
 
 def _settings(tmp_path: Path, database: str, **rollout: Any) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    keys = ("requests", "shadow", "comparisons", "judgements", "feedback", "flags",
-            "decisions", "alerts")  # fmt: skip
     plan = {
         "tick_s": TICK_S, "lateness_s": 0, "poll_s": 0.05, "t_star": 1000,
         "shadow_min_duration_h": 0.1, "max_hold_h": 5, "gates": _gates(),
@@ -70,34 +76,13 @@ def _settings(tmp_path: Path, database: str, **rollout: Any) -> Settings:
                          "min_duration_h": 0}],
         **rollout,
     }  # fmt: skip
-    return load_settings(
-        data_dir=tmp_path,
-        topics={k: f"{k}-{suffix}" for k in keys},
+    return make_settings(
+        tmp_path,
+        topics=unique_topics(),
         clickhouse={"database": database},
         sink={"max_wait_s": 0.1},
         rollout=plan,
     )
-
-
-class _Background:
-    """Runs a role in a thread until closed."""
-
-    def __init__(self, role: Any) -> None:
-        self.role = role
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.role.run()
-        except BaseException as exc:
-            self.errors.append(exc)
-
-    def close(self) -> None:
-        self.role.stop()
-        self.thread.join(30)
-        assert not self.errors, "".join(traceback.format_exception(self.errors[0]))
 
 
 class _Webhook(http.server.BaseHTTPRequestHandler):
@@ -147,37 +132,36 @@ def test_good_candidate_goes_through_every_stage_and_survives_a_restart(
 ) -> None:
     settings = _settings(tmp_path, ch_db)
     _start(settings, kafka)
-    sink = _Background(SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db)))
-    gates = [_Background(GatesRole(settings, kafka, clickhouse))]
-    try:
+    sink = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
+    gates = [GatesRole(settings, kafka, clickhouse)]
+    with running(sink), ExitStack() as controller:
+        controller.enter_context(running(gates[0]))
         with LiveRouter(kafka, settings.topics.flags) as router:
             assert router.reader.wait_caught_up(10)
             same = ModelProfile()
             driver = TrafficDriver(kafka, settings.topics, router, ROUTE, rps=10,
                                    primary=same, candidate=same, seed=1)  # fmt: skip
-            ticker = Lockstep(driver, lambda: gates[-1].role, router, start=T0, tick_s=TICK_S)
+            ticker = Lockstep(driver, lambda: gates[-1], router, start=T0, tick_s=TICK_S)
             ticker.until(lambda: _stage(router) == "canary", steps=40)
-            first_run = gates[-1].role.counters.ticks
-            gates[-1].close()  # the controller restarts in the middle of the canary
-            gates.append(_Background(GatesRole(settings, kafka, clickhouse)))
+            first_run = gates[-1].counters.ticks
+            controller.close()  # the controller restarts in the middle of the canary
+            gates.append(GatesRole(settings, kafka, clickhouse))
+            controller.enter_context(running(gates[-1]))
             ticker.until(lambda: _stage(router) in ("promoted", "rolled_back"), steps=60)
             final = router.flags(ROUTE)
-    finally:
-        gates[-1].close()
-        sink.close()
     assert final is not None
     assert (final.stage, final.primary, final.canary, final.override) == (
         "promoted", "gpt-4o", None, None,
     )  # fmt: skip
     assert first_run > 0
-    assert gates[-1].role.counters.ticks > 0
+    assert gates[-1].counters.ticks > 0
     with FlagsClient(kafka, settings.topics.flags) as flags:
         history = [(f.stage, f.canary_weight_bp) for f in flags.history(ROUTE)]
     assert history == [
         ("promoted", 0), ("offline", 0), ("shadow", 0), ("canary", 2000), ("canary", 5000),
         ("promoted", 0),
     ]  # fmt: skip
-    made = sum(g.role.counters.decisions for g in gates)
+    made = sum(g.counters.decisions for g in gates)
     decisions = read_events(kafka, settings.topics.decisions, GateDecision, count=made + 1)
     by_id: dict[str, GateDecision] = {}
     for decision in decisions:  # a restart may re-decide the newest ticks, never differently
@@ -205,38 +189,34 @@ def test_a_failing_gate_rolls_back_within_two_seconds_and_a_pause_wins(
     url, received = webhook
     settings = _settings(tmp_path, ch_db, webhook_url=url)
     _start(settings, kafka)
-    sink = _Background(SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db)))
-    gates = _Background(GatesRole(settings, kafka, clickhouse))
-    try:
-        with LiveRouter(kafka, settings.topics.flags) as router:
-            assert router.reader.wait_caught_up(10)
-            broken = ModelProfile(error_rate=0.4)
-            driver = TrafficDriver(kafka, settings.topics, router, ROUTE, rps=10,
-                                   primary=ModelProfile(), candidate=broken, seed=2)  # fmt: skip
-            ticker = Lockstep(driver, lambda: gates.role, router, start=T0, tick_s=TICK_S)
-            ticker.until(lambda: _stage(router) == "shadow", steps=5)
-            with FlagsClient(kafka, settings.topics.flags) as flags:
-                flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=True,
-                                         actor="oncall", reason="investigating",
-                                         now=dt.datetime.now(dt.UTC)))  # fmt: skip
-            ticker.until(lambda: gates.role.counters.alerts >= 1, steps=20)
-            for _ in range(3):  # more failing ticks while paused: no change, no new alert
-                ticker.step()
-            paused = router.flags(ROUTE)
-            assert paused is not None
-            assert (paused.stage, paused.paused) == ("shadow", True)
-            assert gates.role.counters.alerts == 1
-            with FlagsClient(kafka, settings.topics.flags) as flags:
-                flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=False,
-                                         actor="oncall", reason="let it decide",
-                                         now=dt.datetime.now(dt.UTC)))  # fmt: skip
-            ticker.until(lambda: "rollback" in gates.role.counters.decided_at, steps=3)
-            decided = gates.role.counters.decided_at["rollback"]
-            _wait(lambda: _override(router) is not None, 5, poll_s=0.001)
-            latency = time.monotonic() - decided
-    finally:
-        gates.close()
-        sink.close()
+    sink = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
+    gates = GatesRole(settings, kafka, clickhouse)
+    with running(sink), running(gates), LiveRouter(kafka, settings.topics.flags) as router:
+        assert router.reader.wait_caught_up(10)
+        broken = ModelProfile(error_rate=0.4)
+        driver = TrafficDriver(kafka, settings.topics, router, ROUTE, rps=10,
+                               primary=ModelProfile(), candidate=broken, seed=2)  # fmt: skip
+        ticker = Lockstep(driver, lambda: gates, router, start=T0, tick_s=TICK_S)
+        ticker.until(lambda: _stage(router) == "shadow", steps=5)
+        with FlagsClient(kafka, settings.topics.flags) as flags:
+            flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=True,
+                                     actor="oncall", reason="investigating",
+                                     now=dt.datetime.now(dt.UTC)))  # fmt: skip
+        ticker.until(lambda: gates.counters.alerts >= 1, steps=20)
+        for _ in range(3):  # more failing ticks while paused: no change, no new alert
+            ticker.step()
+        paused = router.flags(ROUTE)
+        assert paused is not None
+        assert (paused.stage, paused.paused) == ("shadow", True)
+        assert gates.counters.alerts == 1
+        with FlagsClient(kafka, settings.topics.flags) as flags:
+            flags.publish(set_paused(flags.current(ROUTE), route=ROUTE, paused=False,
+                                     actor="oncall", reason="let it decide",
+                                     now=dt.datetime.now(dt.UTC)))  # fmt: skip
+        ticker.until(lambda: "rollback" in gates.counters.decided_at, steps=3)
+        decided = gates.counters.decided_at["rollback"]
+        wait_until(lambda: _override(router) is not None, 5, poll_s=0.001)
+        latency = time.monotonic() - decided
     final = router.flags(ROUTE)
     assert final is not None
     assert (final.stage, final.override, final.canary_weight_bp) == ("rolled_back", "gpt-4", 0)
@@ -248,18 +228,6 @@ def test_a_failing_gate_rolls_back_within_two_seconds_and_a_pause_wins(
     texts = [r["text"] for r in received]
     assert len(texts) == 3, texts
     assert sum("paused" in t for t in texts) == 1
-
-
-def _wait(
-    done: Callable[[], bool],
-    timeout_s: float,
-    poll_s: float = 0.02,
-    what: Callable[[], str] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
-        time.sleep(poll_s)
 
 
 def _stage(router: LiveRouter) -> str | None:
@@ -279,22 +247,18 @@ def test_clickhouse_failures_are_retried_without_losing_a_tick(
     settings = _settings(tmp_path, database)
     _start(settings, kafka)
     role = GatesRole(settings, kafka, clickhouse)
-    gates = _Background(role)
     try:
-        _wait(lambda: role.counters.failures >= 3, 30)
-        assert gates.thread.is_alive()
-        apply_migrations(clickhouse, database)
-        sink_role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, database))
-        sink = _Background(sink_role)
-        try:  # the offline result first, then primary traffic to give the controller its clock
-            decisions = settings.topics.decisions
-            _wait(lambda: sink_role.counters.written.get(decisions, 0) >= 1, 30)
-            later = sample_request(route=ROUTE, event_time=T0 + dt.timedelta(minutes=10))
-            produce(kafka, settings.topics.requests, [later])
-            _wait(lambda: role.counters.ticks >= 1, 30)
-        finally:
-            sink.close()
+        with running(role):
+            wait_until(lambda: role.counters.failures >= 3, 30)
+            assert is_running(role)
+            apply_migrations(clickhouse, database)
+            sink_role = SinkRole(settings, kafka, ClickHouseSink(clickhouse, database))
+            with running(sink_role):  # the offline result first, then primary traffic to give
+                decisions = settings.topics.decisions  # the controller its clock
+                wait_until(lambda: sink_role.counters.written.get(decisions, 0) >= 1, 30)
+                later = sample_request(route=ROUTE, event_time=T0 + dt.timedelta(minutes=10))
+                produce(kafka, settings.topics.requests, [later])
+                wait_until(lambda: role.counters.ticks >= 1, 30)
     finally:
-        gates.close()
         clickhouse.command(f"DROP DATABASE IF EXISTS {database}")
     assert role.counters.actions == {"advance": 1}

@@ -14,12 +14,8 @@ from processors.judge.faithfulness import FaithfulnessVerdict, judge_faithfulnes
 from processors.judge.pairwise import PairwiseVerdict, judge_pairwise
 from processors.judge.prompts import claims_messages, verify_messages
 from shadowlab.core.settings import ModelEndpoint
-from shadowlab.testing.model_server import (
-    UNSUPPORTED_CLAIM,
-    Simulator,
-    SimulatorConfig,
-    judge_reply,
-)
+from shadowlab.testing import simulated_models
+from shadowlab.testing.model_server import UNSUPPORTED_CLAIM, Simulator, judge_reply
 
 CONTEXT = [
     "The warranty lasts two years. Returns are free within 30 days.",
@@ -33,19 +29,13 @@ PRICE_IN, PRICE_OUT = 0.01, 0.03
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
     fast = {"latency_median_ms": 50, "latency_p95_ms": 100}
-    config = SimulatorConfig.model_validate(
-        {
-            "seed": 3,
-            "time_scale": 0.05,
-            "models": [
-                {"name": "judge", "judge": True, **fast},
-                {"name": "biased-judge", "judge": True, "judge_prefers_first": True, **fast},
-                {"name": "broken-judge", "judge": True, "error_rate": 1.0, **fast},
-                {"name": "gpt-4o", **fast},
-            ],
-        }
-    )
-    with Simulator(config) as sim:
+    profiles = [
+        {"name": "judge", "judge": True, **fast},
+        {"name": "biased-judge", "judge": True, "judge_prefers_first": True, **fast},
+        {"name": "broken-judge", "judge": True, "error_rate": 1.0, **fast},
+        {"name": "gpt-4o", **fast},
+    ]
+    with simulated_models(profiles, seed=3, time_scale=0.05) as sim:
         yield sim
 
 

@@ -10,13 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from schemas import Judgement
 from shadowlab.core.errors import ConfigError
 from shadowlab.core.settings import env_var_names, load_settings
-from shadowlab.testing import produce, read_events, sample_request
-from shadowlab.testing.model_server import Simulator, SimulatorConfig
+from shadowlab.testing import (
+    build_config,
+    models_at,
+    produce,
+    read_events,
+    route_config,
+    sample_request,
+    simulated_models,
+    write_config,
+)
 
 
 def _config(
@@ -26,29 +33,23 @@ def _config(
     base_url: str = "http://sim/v1",
     **judge: str,
 ) -> Path:
-    config = tmp_path / "shadowlab.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "kafka": {"bootstrap_servers": kafka["bootstrap.servers"]},
-                "topics": topics,
-                "models": [{"name": n, "base_url": base_url} for n in ("gpt-4", "gpt-4o", "judge")],
-                "routes": [{"name": "support-answer", "primary": "gpt-4"}],
-                "judge": {"group_id": f"judge-{tmp_path.name}", "sample_rate": 1.0, **judge},
-            }
-        )
+    return write_config(
+        tmp_path / "shadowlab.yaml",
+        build_config(
+            tmp_path / "data",
+            kafka=kafka,
+            topics=topics,
+            models=models_at(base_url, "gpt-4", "gpt-4o", "judge"),
+            routes=[route_config("gpt-4")],
+            judge={"group_id": f"judge-{tmp_path.name}", "sample_rate": 1.0, **judge},
+        ),
     )
-    return config
 
 
 def test_run_judge_emits_judgements_and_stops_cleanly_on_sigterm(
     tmp_path: Path, kafka: dict[str, str], topic_factory: Callable[..., str]
 ) -> None:
-    sim_config = SimulatorConfig.model_validate(
-        {"time_scale": 0.01, "models": [{"name": "judge", "judge": True}]}
-    )
-    with Simulator(sim_config) as sim:
+    with simulated_models([{"name": "judge", "judge": True}], time_scale=0.01) as sim:
         topics = {
             "requests": topic_factory("req", 2),
             "shadow": topic_factory("shadow", 2),

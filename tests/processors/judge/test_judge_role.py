@@ -14,10 +14,20 @@ from processors.clients import model_client
 from processors.judge.faithfulness import judge_faithfulness
 from processors.judge.role import JudgeRole, judge_sampled
 from schemas import Judgement, RequestEvent, ShadowResult
-from shadowlab.core.settings import Settings, load_settings
-from shadowlab.testing import produce, read_events, read_messages, run_until, sample_request
+from shadowlab.core.settings import Settings
+from shadowlab.testing import (
+    make_settings,
+    models_at,
+    produce,
+    read_events,
+    read_messages,
+    route_config,
+    run_until,
+    sample_request,
+    simulated_models,
+)
 from shadowlab.testing import sample_shadow as _sample_shadow
-from shadowlab.testing.model_server import UNSUPPORTED_CLAIM, Simulator, SimulatorConfig
+from shadowlab.testing.model_server import UNSUPPORTED_CLAIM, Simulator
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
 FAITHFUL = "The warranty lasts two years."
@@ -28,16 +38,8 @@ T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig.model_validate(
-        {
-            "seed": 5,
-            "time_scale": 0.05,
-            "models": [
-                {"name": "judge", "judge": True, "latency_median_ms": 50, "latency_p95_ms": 80}
-            ],
-        }
-    )
-    with Simulator(config) as sim:
+    judge = {"name": "judge", "judge": True, "latency_median_ms": 50, "latency_p95_ms": 80}
+    with simulated_models([judge], seed=5, time_scale=0.05) as sim:
         yield sim
 
 
@@ -51,17 +53,11 @@ def topics(topic_factory: Callable[..., str]) -> dict[str, str]:
 
 
 def _settings(sim: Simulator, tmp_path: Path, topics: dict[str, str], **judge: Any) -> Settings:
-    models = [
-        {"name": n, "base_url": sim.base_url, "price_input_per_1k": 0.01,
-         "price_output_per_1k": 0.03, "timeout_s": 10}
-        for n in ("gpt-4", "gpt-4o", "judge")
-    ]  # fmt: skip
-    return load_settings(
-        data_dir=tmp_path,
-        models=models,
-        routes=[
-            {"name": "support-answer", "primary": "gpt-4", "candidates": [{"model": "gpt-4o"}]}
-        ],
+    prices = {"price_input_per_1k": 0.01, "price_output_per_1k": 0.03}
+    return make_settings(
+        tmp_path,
+        models=models_at(sim.base_url, "gpt-4", "gpt-4o", "judge", **prices, timeout_s=10),
+        routes=[route_config("gpt-4", "gpt-4o")],
         topics=topics,
         judge={
             "model": "judge",
