@@ -8,7 +8,8 @@ from types import TracebackType
 from typing import Self
 
 from producers.router import Router
-from shadowlab.core.flags_io import FlagsReader, load_cache
+from shadowlab.core.flags_io import DEFAULT_MAX_VERSION_STEP, NO_KEYS, FlagsReader, load_cache
+from shadowlab.core.flags_signing import FlagsKeys
 
 
 class LiveRouter(Router):
@@ -20,7 +21,8 @@ class LiveRouter(Router):
             assignment = r.choose("support-answer", key=user_id)
 
     When Kafka is down at start, the router serves the cached flags until the reader
-    catches up.
+    catches up. With ``keys`` (``FlagsKeys.of(SecretStr(key))``), only flags signed with a
+    known key are installed.
     """
 
     def __init__(
@@ -30,10 +32,18 @@ class LiveRouter(Router):
         *,
         cache_path: Path | None = None,
         fetch_wait_ms: int = 10,
+        keys: FlagsKeys = NO_KEYS,
+        max_version_step: int = DEFAULT_MAX_VERSION_STEP,
     ) -> None:
         super().__init__(load_cache(cache_path) if cache_path is not None else ())
         self.reader = FlagsReader(
-            self, connection, topic, cache_path=cache_path, fetch_wait_ms=fetch_wait_ms
+            self,
+            connection,
+            topic,
+            cache_path=cache_path,
+            fetch_wait_ms=fetch_wait_ms,
+            keys=keys,
+            max_version_step=max_version_step,
         )
 
     def start(self) -> Self:

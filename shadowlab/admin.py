@@ -46,7 +46,7 @@ from shadowlab.core.errors import (
     InvalidFlagsChangeError,
     UnknownRouteError,
 )
-from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.flags_io import FlagsClient, flags_options
 from shadowlab.core.kafka import producer_config
 from shadowlab.rollout_ops import COMMANDS, Command, apply_manual, latest_decisions
 
@@ -256,6 +256,8 @@ def secret_values(settings: Settings) -> list[str]:
             settings.admin.token,
             settings.kafka.sasl_password,
             settings.kafka.ssl_key_password,
+            settings.flags.signing_key,
+            *settings.flags.accepted_keys,
         )
         if s is not None
     ]
@@ -585,7 +587,9 @@ class AdminServer:
     def start(self) -> Self:
         """Read the flags topic to its end, then serve; returns once the port is bound."""
         check_token(self.settings)
-        self._flags = FlagsClient(self._connection, self.settings.topics.flags).__enter__()
+        self._flags = FlagsClient(
+            self._connection, self.settings.topics.flags, **flags_options(self.settings)
+        ).__enter__()
         try:
             self._producer = Producer(producer_config(self._connection, **{"linger.ms": "0"}))
             admin = AdminApp(

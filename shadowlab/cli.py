@@ -189,9 +189,10 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
 def _run_staged(settings: Settings, connection: dict[str, str], role_name: str) -> None:
     """Run the shadow, join or judge role, following each route's stage from ``routing.flags``."""
     from producers.live_router import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
+    from shadowlab.core.flags_io import flags_options  # noqa: PLC0415
 
     topics = settings.topics
-    with LiveRouter(connection, topics.flags) as flags:
+    with LiveRouter(connection, topics.flags, **flags_options(settings)) as flags:
 
         def stage_of(route: str) -> str | None:
             current = flags.flags(route)

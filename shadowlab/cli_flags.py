@@ -17,7 +17,7 @@ from schemas import RoutingFlags
 from shadowlab.cli_state import current_settings
 from shadowlab.core.errors import ConfigError, UnknownRouteError
 from shadowlab.core.flags import clear_override, rollback, set_flags, weight_bp
-from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.flags_io import FlagsClient, flags_options
 from shadowlab.core.kafka import ensure_topics
 from shadowlab.core.settings import Settings
 
@@ -56,7 +56,7 @@ def flags_client() -> Iterator[tuple[FlagsClient, Settings]]:
         )
     connection = settings.kafka.librdkafka()
     ensure_topics(connection, {settings.topics.flags: settings.topics.flags_partitions})
-    with FlagsClient(connection, settings.topics.flags) as client:
+    with FlagsClient(connection, settings.topics.flags, **flags_options(settings)) as client:
         yield client, settings
 
 

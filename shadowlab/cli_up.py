@@ -94,6 +94,7 @@ def up_command(
     """
     from producers.live_router import LiveRouter  # noqa: PLC0415 - keeps `--help` fast
     from shadowlab.admin import AdminServer, check_token  # noqa: PLC0415
+    from shadowlab.core.flags_io import flags_options  # noqa: PLC0415
     from shadowlab.embedded.stack import open_stack  # noqa: PLC0415
     from shadowlab.roles import RoleSet, build_role  # noqa: PLC0415
 
@@ -118,7 +119,9 @@ def up_command(
             console.print("starting the stack (Kafka, ClickHouse)…")
             stack = running.enter_context(open_stack(settings))
             connection = stack.kafka_config()
-            flags = running.enter_context(LiveRouter(connection, settings.topics.flags))
+            flags = running.enter_context(
+                LiveRouter(connection, settings.topics.flags, **flags_options(settings))
+            )
 
             def stage_of(route: str) -> str | None:
                 current = flags.flags(route)

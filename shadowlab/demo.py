@@ -31,7 +31,7 @@ from producers.emitter import EventProducer
 from producers.live_router import LiveRouter
 from shadowlab.core.errors import ShadowlabError
 from shadowlab.core.flags import set_flags, start_rollout
-from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.flags_io import FlagsClient, flags_options
 from shadowlab.core.settings import Settings, load_settings
 from shadowlab.demo_service import DemoTraffic, knowledge_base
 from shadowlab.embedded.broker import EmbeddedBroker
@@ -168,7 +168,7 @@ class Demo:
             self.settings, self.client = settings, cast(Client, stack.clickhouse)
             kafka = stack.kafka_config()
             self._begin_rollout(kafka)
-            with LiveRouter(kafka, settings.topics.flags) as router:
+            with LiveRouter(kafka, settings.topics.flags, **flags_options(settings)) as router:
                 router.reader.wait_caught_up(10)
                 self.router = router
                 self.roles = RoleSet.build(
@@ -201,7 +201,9 @@ class Demo:
 
     def _begin_rollout(self, kafka: dict[str, str]) -> None:
         s = self.scenario
-        with FlagsClient(kafka, self.settings.topics.flags) as flags:
+        with FlagsClient(
+            kafka, self.settings.topics.flags, **flags_options(self.settings)
+        ) as flags:
             flags.publish(set_flags(None, route=s.route, primary=s.primary.name, canary=None,
                                     canary_weight_bp=0, actor="demo", reason="the service today",
                                     now=self.start))  # fmt: skip

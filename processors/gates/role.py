@@ -42,7 +42,7 @@ from processors.gates.stats import split_alpha
 from schemas import Alert, GateDecision, RoutingFlags
 from shadowlab.core.errors import FlagsConflictError
 from shadowlab.core.flags import advance
-from shadowlab.core.flags_io import FlagsClient
+from shadowlab.core.flags_io import FlagsClient, flags_options
 from shadowlab.core.kafka import producer_config
 from shadowlab.core.plan import GateSpec, route_gates
 from shadowlab.core.settings import Settings
@@ -120,7 +120,7 @@ class GatesRole:
         self._producer = Producer(producer_config(self._connection, **{"linger.ms": "0"}))
         topic = self.settings.topics.flags
         try:
-            with FlagsClient(self._connection, topic) as flags:
+            with FlagsClient(self._connection, topic, **flags_options(self.settings)) as flags:
                 while not self._stop.is_set():
                     for route, current in sorted(flags.all().items()):
                         if current.stage in ACTIVE_STAGES:

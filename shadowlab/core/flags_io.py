@@ -19,15 +19,31 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from schemas import EventValidationError, RoutingFlags
 from shadowlab.core.errors import FlagsConflictError, InvalidFlagsChangeError, StackError
 from shadowlab.core.flags import FlagsTable
+from shadowlab.core.flags_signing import FlagsKeys
+
+if TYPE_CHECKING:
+    from shadowlab.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: No keys: flags are neither signed nor checked.
+NO_KEYS = FlagsKeys()
+#: The largest version step a reader installs past a route's installed version.
+DEFAULT_MAX_VERSION_STEP = 1000
 
 
 def load_cache(path: Path) -> list[RoutingFlags]:
@@ -54,6 +70,18 @@ def save_cache(path: Path, flags: Mapping[str, RoutingFlags]) -> None:
     os.replace(tmp, path)
 
 
+class FlagsOptions(TypedDict):
+    """The keyword arguments of a flags reader or client that the settings decide."""
+
+    keys: FlagsKeys
+    max_version_step: int
+
+
+def flags_options(settings: Settings) -> FlagsOptions:
+    """The configured flags keys and version step, for ``FlagsClient`` and ``LiveRouter``."""
+    return {"keys": settings.flags.keys(), "max_version_step": settings.flags.max_version_step}
+
+
 class FlagsReader:
     """Applies every change on the flags topic to a :class:`FlagsTable`, in a daemon thread.
 
@@ -66,6 +94,12 @@ class FlagsReader:
         topic: the flags topic.
         cache_path: the last-known-good cache to write on every change (optional).
         keep_history: remember every applied version (for ``flags history``).
+        keys: with a key configured, only messages signed with a known key are installed.
+        max_version_step: a version more than this past the route's installed one is
+            refused (a forged ``2**63 - 1`` would make every later change look stale).
+
+    Messages refused (unsigned, forged, a version jump) are counted in :attr:`rejected`
+    and logged with their partition and offset, never installed.
     """
 
     def __init__(
@@ -77,14 +111,19 @@ class FlagsReader:
         cache_path: Path | None = None,
         keep_history: bool = False,
         fetch_wait_ms: int = 10,
+        keys: FlagsKeys = NO_KEYS,
+        max_version_step: int = DEFAULT_MAX_VERSION_STEP,
     ) -> None:
         self.table = table
+        self.keys = keys
+        self.max_version_step = max_version_step
         self.topic = topic
         self.cache_path = cache_path
         self.history: list[RoutingFlags] | None = [] if keep_history else None
         self.applied = 0
         self.stale = 0
         self.malformed = 0
+        self.rejected = 0
         self._conf: dict[str, Any] = {
             **connection,
             "logger": log,
@@ -141,7 +180,7 @@ class FlagsReader:
                             log.warning("flags reader: %s", error)
                         continue
                     at_end.discard(message.partition() or 0)
-                    changed |= self._apply(message.value() or b"")
+                    changed |= self._apply(message)
                 if changed and self.cache_path is not None:
                     save_cache(self.cache_path, self.table.snapshot())
                 if len(at_end) == partitions:
@@ -167,19 +206,41 @@ class FlagsReader:
             delay = min(delay * 2, 2.0)
         return 0
 
-    def _apply(self, payload: bytes) -> bool:
+    def _apply(self, message: Message) -> bool:
+        payload = message.value() or b""
+        headers = message.headers() or []
+        pairs = list(headers.items()) if isinstance(headers, dict) else headers
+        refusal = self.keys.refusal(message.key() or b"", payload, pairs)
+        if refusal is not None:
+            return self._reject(message, refusal)
         try:
             flags = RoutingFlags.from_json(payload)
         except EventValidationError as exc:
             self.malformed += 1
             log.warning("ignoring malformed routing flags: %s", exc)
             return False
+        installed = self.table.version(flags.route)
+        if installed and flags.version > installed + self.max_version_step:
+            return self._reject(
+                message, f"version jumps from {installed} to {flags.version} of {flags.route!r}"
+            )
         if self.table.apply(flags):
             self.applied += 1
             if self.history is not None:
                 self.history.append(flags)
             return True
         self.stale += 1
+        return False
+
+    def _reject(self, message: Message, reason: str) -> bool:
+        self.rejected += 1
+        log.warning(
+            "refusing routing flags at %s[%s]@%s: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            reason.encode("unicode_escape").decode("ascii"),
+        )
         return False
 
 
@@ -191,12 +252,28 @@ class FlagsClient:
     writer got there first and :class:`FlagsConflictError` says so.
     """
 
-    def __init__(self, connection: Mapping[str, str], topic: str, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        connection: Mapping[str, str],
+        topic: str,
+        timeout_s: float = 10.0,
+        *,
+        keys: FlagsKeys = NO_KEYS,
+        max_version_step: int = DEFAULT_MAX_VERSION_STEP,
+    ):
         self.table = FlagsTable()
         self.topic = topic
         self.timeout_s = timeout_s
+        self.keys = keys
         self._connection = dict(connection)
-        self._reader = FlagsReader(self.table, connection, topic, keep_history=True)
+        self._reader = FlagsReader(
+            self.table,
+            connection,
+            topic,
+            keep_history=True,
+            keys=keys,
+            max_version_step=max_version_step,
+        )
         self._producer: Producer | None = None
 
     def __enter__(self) -> Self:
@@ -257,7 +334,11 @@ class FlagsClient:
                     "enable.metrics.push": "false",
                 }
             )
-        self._producer.produce(self.topic, key=flags.route, value=flags.to_json())
+        value = flags.to_json()
+        headers: list[tuple[str, str | bytes | None]] = list(
+            self.keys.sign(flags.route.encode(), value)
+        )
+        self._producer.produce(self.topic, key=flags.route, value=value, headers=headers)
         if self._producer.flush(self.timeout_s) > 0:
             raise TimeoutError(f"could not deliver the flags change to {self.topic}")
         deadline = time.monotonic() + self.timeout_s

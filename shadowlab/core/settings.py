@@ -34,6 +34,7 @@ from pydantic_settings import (
 from schemas._base import ModelName, RouteName
 from schemas.rollout import Stage
 from shadowlab.core.errors import ConfigError
+from shadowlab.core.flags_signing import FlagsKeys
 from shadowlab.core.plan import GateOverride, RolloutSettings, route_gates
 
 ENV_PREFIX = "SHADOWLAB_"
@@ -336,6 +337,25 @@ class AdminSettings(_Section):
     token: SecretStr | None = None
 
 
+class FlagsSettings(_Section):
+    """Authentic routing flags (:mod:`shadowlab.core.flags_signing`).
+
+    With a key, writers sign every flags message and readers install only signed ones.
+    """
+
+    #: The HMAC key writers sign with (``SHADOWLAB_FLAGS__SIGNING_KEY``); readers accept it.
+    signing_key: Annotated[SecretStr, Field(min_length=16)] | None = None
+    #: Other keys whose signatures readers accept: the old key during a rotation
+    #: (``SHADOWLAB_FLAGS__ACCEPTED_KEYS``, a JSON list).
+    accepted_keys: list[Annotated[SecretStr, Field(min_length=16)]] = Field(default_factory=list)
+    #: The largest version step a reader installs past the route's installed version.
+    max_version_step: Annotated[int, Field(ge=1)] = 1000
+
+    def keys(self) -> FlagsKeys:
+        """The keys to sign and check flags with."""
+        return FlagsKeys.of(self.signing_key, self.accepted_keys)
+
+
 class Settings(BaseSettings):
     """Every shadowlab setting. Build with :func:`load_settings` to honour ``--config``."""
 
@@ -362,6 +382,7 @@ class Settings(BaseSettings):
     judge: JudgeSettings = JudgeSettings()
     rollout: RolloutSettings = RolloutSettings()
     admin: AdminSettings = AdminSettings()
+    flags: FlagsSettings = FlagsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -497,6 +518,7 @@ __all__ = [
     "AdminSettings",
     "CandidateConfig",
     "ClickHouseSettings",
+    "FlagsSettings",
     "GateOverride",
     "JoinSettings",
     "JudgeSettings",
