@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: The shortest admin token accepted (a guessable token is worse than none).
 MIN_TOKEN_LENGTH = 16
+#: The longest value of each rollout-command field (the flags' own limits; others 200).
+FIELD_LIMITS: dict[str, int] = {"reason": 2000, "actor": 200}
 #: Who a change is recorded as when the request names no ``actor``.
 DEFAULT_ACTOR = "admin-api"
 #: The rollout stages, for ``shadowlab_stage{route, stage}``.
@@ -428,7 +430,9 @@ class AdminApp:
             )
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        # surrogatepass: a header aiohttp could not decode still compares (and never matches)
+        presented = given.strip().encode("utf-8", "surrogatepass")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
             log.warning(
                 "admin API: refused %s %s from %s: missing or wrong bearer token",
                 request.method,
@@ -495,7 +499,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     """The request body as a JSON object, or a 400 response saying what is wrong with it."""
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than JSON may be
         return _error(400, 'the body must be a JSON object, e.g. {"reason": "why"}')
     if not isinstance(body, dict):
         return _error(400, 'the body must be a JSON object, e.g. {"reason": "why"}')
@@ -513,6 +517,9 @@ def _body_problem(body: Mapping[str, Any], allowed: set[str], command: str) -> s
     for key, value in body.items():
         if value is not None and not isinstance(value, str):
             return f"field {key!r} must be a string"
+        limit = FIELD_LIMITS.get(key, 200)
+        if value is not None and len(value) > limit:
+            return f"field {key!r} is {len(value)} characters long; the most is {limit}"
     if not str(body.get("reason") or "").strip():
         return f'a {command} needs a reason: send {{"reason": "why"}} (it is recorded)'
     if command == "start" and not body.get("candidate"):

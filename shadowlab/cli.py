@@ -25,6 +25,7 @@ from shadowlab.cli_state import clickhouse_client, console, current_settings, er
 from shadowlab.cli_up import up_command
 from shadowlab.core.errors import ConfigError, ShadowlabError
 from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.logsafe import EscapeControlCharacters
 from shadowlab.core.settings import Settings
 from shadowlab.embedded.broker import EmbeddedBroker, stop_on_sigterm
 from shadowlab.roles import ROLE_NAMES, build_role
@@ -51,6 +52,12 @@ app.command("report")(report_command)
 app.command("up")(up_command)
 
 
+def _escaping(handler: logging.Handler) -> logging.Handler:
+    """``handler`` with control characters escaped in every message (no forged lines)."""
+    handler.addFilter(EscapeControlCharacters())
+    return handler
+
+
 @app.callback()
 def _main(
     config: Annotated[
@@ -63,7 +70,7 @@ def _main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        handlers=[_escaping(RichHandler(console=err_console, show_path=False))],
     )
     if not verbose:  # one line per model call would drown the roles' own reports
         for noisy in ("httpx", "httpx2", "openai"):
