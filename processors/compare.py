@@ -8,12 +8,19 @@ shell around it and these functions are tested on their own:
 - :func:`is_refusal`: the answer declines the task ("I can't help with that…").
 - :func:`json_valid`: the answer parses as JSON (only asked when the request wanted JSON).
 - :func:`compare` / :func:`missing`: build the :class:`~schemas.Comparison` event.
+
+The join keeps each side of a pair in its table while it waits for the other, so a side is
+kept small whatever the answer's size: an :class:`AnswerDigest` holds the answer's first
+:data:`ANSWER_HEAD_CHARS` characters (similarity is computed on those), its length (the
+length ratio), the SHA-256 of its stripped text (exact match), and whether it is a refusal
+and valid JSON (computed on the whole answer when it arrives).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import json
 import re
 import string
@@ -72,6 +79,64 @@ def wants_json(event: RequestEvent) -> bool:
     return fmt.get("type") in ("json_object", "json_schema")
 
 
+#: The most of an answer a waiting pair keeps: similarity is computed on these heads.
+ANSWER_HEAD_CHARS = 16_384
+
+
+class AnswerDigest(BaseModel):
+    """What the comparison needs of an answer, bounded in size (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    head: str
+    length: int
+    stripped_sha256: str
+    refusal: bool
+    json_valid: bool
+
+    @classmethod
+    def of(cls, answer: str) -> Self:
+        """The digest of ``answer``."""
+        return cls(
+            head=answer[:ANSWER_HEAD_CHARS],
+            length=len(answer),
+            stripped_sha256=hashlib.sha256(answer.strip().encode("utf-8", "replace")).hexdigest(),
+            refusal=is_refusal(answer),
+            json_valid=json_valid(answer),
+        )
+
+
+def _digest(answer: str | None) -> AnswerDigest | None:
+    return AnswerDigest.of(answer) if answer is not None else None
+
+
+class CandidateAnswer(BaseModel):
+    """The part of a shadow result the join keeps while it waits for its request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    candidate: str
+    status: CallStatus
+    latency_ms: float
+    ttft_ms: float | None
+    tokens: int
+    cost_usd: float
+    answer: AnswerDigest | None
+
+    @classmethod
+    def of(cls, result: ShadowResult) -> Self:
+        """The candidate side of ``result``."""
+        return cls(
+            candidate=result.candidate,
+            status=result.status,
+            latency_ms=result.latency_ms,
+            ttft_ms=result.ttft_ms,
+            tokens=result.prompt_tokens + result.completion_tokens,
+            cost_usd=result.cost_usd,
+            answer=_digest(result.answer),
+        )
+
+
 class PrimaryAnswer(BaseModel):
     """The part of a request the join keeps while it waits for candidates (small, JSON-able)."""
 
@@ -86,7 +151,7 @@ class PrimaryAnswer(BaseModel):
     ttft_ms: float | None
     tokens: int
     cost_usd: float
-    answer: str | None
+    answer: AnswerDigest | None
     json_wanted: bool
 
     @classmethod
@@ -102,7 +167,7 @@ class PrimaryAnswer(BaseModel):
             ttft_ms=event.ttft_ms,
             tokens=event.prompt_tokens + event.completion_tokens,
             cost_usd=event.cost_usd,
-            answer=event.answer,
+            answer=_digest(event.answer),
             json_wanted=wants_json(event),
         )
 
@@ -121,35 +186,41 @@ def _primary_fields(primary: PrimaryAnswer) -> dict[str, object]:
     }
 
 
-def compare(primary: PrimaryAnswer, shadow: ShadowResult) -> Comparison:
+def compare(primary: PrimaryAnswer, shadow: ShadowResult | CandidateAnswer) -> Comparison:
     """The joined comparison of ``primary`` and ``shadow`` (answer metrics when both answered).
 
     Metrics that need both answers (exact match, similarity, length ratio) are empty unless
     both calls ended ``ok`` with an answer; each side's refusal and JSON flags need only
     that side's answer.
     """
-    a, b = primary.answer, shadow.answer
-    both_ok = primary.status == "ok" and shadow.status == "ok"
+    candidate = shadow if isinstance(shadow, CandidateAnswer) else CandidateAnswer.of(shadow)
+    a, b = primary.answer, candidate.answer
+    both_ok = primary.status == "ok" and candidate.status == "ok"
     pair = (a, b) if both_ok and a is not None and b is not None else None
     ratio: float | None = None
     if pair is not None:
-        ratio = len(pair[1]) / len(pair[0]) if pair[0] else (1.0 if not pair[1] else None)
+        ratio = (
+            pair[1].length / pair[0].length
+            if pair[0].length
+            else (1.0 if not pair[1].length else None)
+        )
+    json_wanted = primary.json_wanted
     return Comparison(
         **_primary_fields(primary),  # type: ignore[arg-type]
         status="joined",
-        candidate_model=shadow.candidate,
-        candidate_status=shadow.status,
-        candidate_latency_ms=shadow.latency_ms,
-        candidate_ttft_ms=shadow.ttft_ms,
-        candidate_tokens=shadow.prompt_tokens + shadow.completion_tokens,
-        candidate_cost_usd=shadow.cost_usd,
-        exact_match=pair[0].strip() == pair[1].strip() if pair is not None else None,
-        similarity=token_f1(*pair) if pair is not None else None,
+        candidate_model=candidate.candidate,
+        candidate_status=candidate.status,
+        candidate_latency_ms=candidate.latency_ms,
+        candidate_ttft_ms=candidate.ttft_ms,
+        candidate_tokens=candidate.tokens,
+        candidate_cost_usd=candidate.cost_usd,
+        exact_match=pair[0].stripped_sha256 == pair[1].stripped_sha256 if pair else None,
+        similarity=token_f1(pair[0].head, pair[1].head) if pair is not None else None,
         length_ratio=min(ratio, 1e6) if ratio is not None else None,
-        primary_refusal=is_refusal(a) if a is not None else None,
-        candidate_refusal=is_refusal(b) if b is not None else None,
-        primary_json_valid=json_valid(a) if primary.json_wanted and a is not None else None,
-        candidate_json_valid=json_valid(b) if primary.json_wanted and b is not None else None,
+        primary_refusal=a.refusal if a is not None else None,
+        candidate_refusal=b.refusal if b is not None else None,
+        primary_json_valid=a.json_valid if json_wanted and a is not None else None,
+        candidate_json_valid=b.json_valid if json_wanted and b is not None else None,
     )
 
 
@@ -159,5 +230,5 @@ def missing(primary: PrimaryAnswer, candidate: str) -> Comparison:
         **_primary_fields(primary),  # type: ignore[arg-type]
         status="missing",
         candidate_model=candidate,
-        primary_refusal=is_refusal(primary.answer) if primary.answer is not None else None,
+        primary_refusal=primary.answer.refusal if primary.answer is not None else None,
     )

@@ -291,7 +291,7 @@ class JoinRole:
             else:
                 result = ShadowResult.from_json(raw)
                 key = result.request_id
-                step = on_shadow(table.get(key), result, raw.decode(), now)
+                step = on_shadow(table.get(key), result, now)
         except EventValidationError as exc:
             self.counters.malformed += 1
             letter = dead_letter(

@@ -13,6 +13,10 @@ Life of an entry::
     open ── all expected joined, or window over ─► closed (a small tombstone)
     closed ── after ``retention_s`` ─► deleted
 
+An entry holds each side's :class:`~processors.compare.AnswerDigest`, never a whole answer, so
+it stays small (far below Kafka's message limit on the table's changelog) however long the
+answers are.
+
 The tombstone makes redelivery harmless: Kafka delivery is at-least-once, and a request or a
 result seen again after its entry closed changes nothing (no second ``missing``). A candidate
 result that arrives after its ``missing`` was emitted is counted as late and dropped (the
@@ -25,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from processors.compare import PrimaryAnswer, compare, missing
+from processors.compare import CandidateAnswer, PrimaryAnswer, compare, missing
 from schemas import Comparison, RequestEvent, ShadowResult
 
 Entry = dict[str, Any]
@@ -51,8 +55,8 @@ def on_request(entry: Entry | None, event: RequestEvent, expected: list[str], no
     if entry is not None and ("closed" in entry or "primary" in entry):
         return Step(entry, outcome="duplicate")
     primary = PrimaryAnswer.of(event)
-    held: dict[str, str] = (entry or {}).get("held", {})
-    comparisons = [compare(primary, ShadowResult.from_json(raw)) for raw in held.values()]
+    held: dict[str, Any] = (entry or {}).get("held", {})
+    comparisons = [compare(primary, CandidateAnswer.model_validate(c)) for c in held.values()]
     done = sorted(held)
     if all(c in held for c in expected):
         return Step(_closed(now, done), comparisons, "joined" if comparisons else "closed")
@@ -65,14 +69,14 @@ def on_request(entry: Entry | None, event: RequestEvent, expected: list[str], no
     return Step(opened, comparisons, "joined" if comparisons else "waiting")
 
 
-def on_shadow(entry: Entry | None, result: ShadowResult, raw: str, now: float) -> Step:
-    """A candidate's result arrived: join it now, or hold it until its request arrives."""
+def on_shadow(entry: Entry | None, result: ShadowResult, now: float) -> Step:
+    """A candidate's result arrived: join it now, or hold it (its digest) for its request."""
     candidate = result.candidate
     if entry is None or "held" in entry:
         held = dict((entry or {}).get("held", {}))
         if candidate in held:
             return Step(entry, outcome="duplicate")
-        held[candidate] = raw
+        held[candidate] = CandidateAnswer.of(result).model_dump(mode="json")
         return Step({"seen": (entry or {}).get("seen", now), "held": held}, outcome="held")
     if candidate in entry["done"]:
         return Step(entry, outcome="duplicate")

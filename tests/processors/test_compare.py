@@ -119,16 +119,16 @@ def test_request_then_results_join_and_close() -> None:
     request = sample_request(request_id="r1")
     step = on_request(None, request, ["gpt-4o", "ft-1"], now=0.0)
     assert (step.outcome, step.comparisons) == ("waiting", [])
-    step = on_shadow(step.entry, shadow("r1", "gpt-4o"), shadow("r1").model_dump_json(), 1.0)
+    step = on_shadow(step.entry, shadow("r1", "gpt-4o"), 1.0)
     assert step.outcome == "joined"
     assert [c.candidate_model for c in step.comparisons] == ["gpt-4o"]
-    step = on_shadow(step.entry, shadow("r1", "ft-1"), shadow("r1", "ft-1").model_dump_json(), 2)
+    step = on_shadow(step.entry, shadow("r1", "ft-1"), 2)
     assert step.entry is not None
     assert step.entry["closed"] == 2  # every expected candidate joined
 
 
 def test_result_before_request_is_held_then_joined() -> None:
-    held = on_shadow(None, shadow("r1"), shadow("r1").model_dump_json(), now=0.0)
+    held = on_shadow(None, shadow("r1"), now=0.0)
     assert (held.outcome, held.comparisons) == ("held", [])
     step = on_request(held.entry, sample_request(request_id="r1"), ["gpt-4o"], now=1.0)
     assert step.outcome == "joined"
@@ -145,23 +145,22 @@ def test_window_emits_missing_once_and_late_results_are_dropped() -> None:
     assert [c.status for c in closed.comparisons] == ["missing"]
     assert closed.entry is not None
     assert on_tick(closed.entry, 61.0, 60, 600, 600).comparisons == []
-    late = on_shadow(closed.entry, shadow("r1"), shadow("r1").model_dump_json(), 70.0)
+    late = on_shadow(closed.entry, shadow("r1"), 70.0)
     assert (late.outcome, late.comparisons) == ("late", [])
     assert on_tick(closed.entry, 660.0, 60, 600, 600).entry is None  # forgotten after retention
 
 
 def test_redelivered_events_change_nothing() -> None:
     request = sample_request(request_id="r1")
-    raw = shadow("r1").model_dump_json()
     step = on_request(None, request, ["gpt-4o"], now=0.0)
-    step = on_shadow(step.entry, shadow("r1"), raw, 1.0)
+    step = on_shadow(step.entry, shadow("r1"), 1.0)
     assert len(step.comparisons) == 1
-    again = on_shadow(step.entry, shadow("r1"), raw, 2.0)
+    again = on_shadow(step.entry, shadow("r1"), 2.0)
     assert (again.outcome, again.comparisons) == ("duplicate", [])
     again = on_request(step.entry, request, ["gpt-4o"], now=3.0)
     assert (again.outcome, again.comparisons) == ("duplicate", [])
-    held = on_shadow(None, shadow("r2"), raw, 0.0)
-    assert on_shadow(held.entry, shadow("r2"), raw, 1.0).outcome == "duplicate"
+    held = on_shadow(None, shadow("r2"), 0.0)
+    assert on_shadow(held.entry, shadow("r2"), 1.0).outcome == "duplicate"
 
 
 def test_a_request_nobody_shadows_closes_at_once() -> None:
@@ -170,7 +169,7 @@ def test_a_request_nobody_shadows_closes_at_once() -> None:
 
 
 def test_orphan_results_are_dropped_after_their_window() -> None:
-    held = on_shadow(None, shadow("r9"), shadow("r9").model_dump_json(), now=0.0)
+    held = on_shadow(None, shadow("r9"), now=0.0)
     assert held.entry is not None
     assert on_tick(held.entry, 599.0, 60, 600, 600).entry == held.entry
     assert on_tick(held.entry, 600.0, 60, 600, 600).outcome == "orphan"

@@ -292,3 +292,25 @@ def test_events_faust_skipped_are_read_directly_joined_and_committed(
     # the stopped role committed everything: the events read directly were acked to faust
     ends = _log_ends(kafka, [topics.requests, topics.shadow], 40)
     assert _committed(kafka, settings) == ends
+
+
+def test_huge_answers_are_joined_without_overflowing_the_table(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    settings = _settings(topic_factory, tmp_path, window_s=60.0)
+    # 900 kB of UTF-8 on the topic; JSON-escaped in a table entry (\u00e9) it would be 2.7 MB
+    huge = "garantía " + "é" * 450_000
+    request = sample_request(request_id="huge-1", answer=huge)
+    result = sample_shadow(request_id="huge-1", event_time=request.event_time, answer=huge + " ")
+    produce(kafka, settings.topics.shadow, [result], "request_id")  # held first: both in a table
+    produce(kafka, settings.topics.requests, [request], "request_id")
+    role = _role(settings, broker)
+    run_until(role, lambda: role.counters.comparisons["joined"] == 1, timeout_s=120)
+    (comparison,) = read_events(kafka, settings.topics.comparisons, Comparison, count=1)
+    assert comparison.status == "joined"
+    assert comparison.exact_match is True  # the whole answers, stripped, are equal
+    assert comparison.length_ratio == pytest.approx((len(huge) + 1) / len(huge))
+    assert comparison.similarity == 1.0
