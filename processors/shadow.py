@@ -45,8 +45,10 @@ from shadowlab.core.kafka import (
     consumer_config,
     dead_letter_of,
     produce_dead_letter,
+    produce_or_report,
     producer_config,
 )
+from shadowlab.core.limits import cut_text
 from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class ShadowCounters:
     results: int = 0
     in_flight: int = 0
     malformed: int = 0
-    #: Dead letters the client refused (logged with where their input was read).
+    #: Results and dead letters the client refused (each logged); the role goes on.
     undeliverable: int = 0
     by_status: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -241,7 +243,11 @@ class ShadowRole(BatchRole):
         self.counters.spend_usd[name] += result.cost_usd
         self.counters.by_status[result.status] += 1
         self.counters.results += 1
-        producer.produce(self.settings.topics.shadow, value=result.to_json(), key=event.request_id)
+        topic, value = self.settings.topics.shadow, result.to_json()
+        what = f"the result of {event.request_id} for {name}"
+        if not produce_or_report(producer, topic, value, event.request_id, what=what):
+            self.counters.undeliverable += 1  # logged; the role goes on
+            return
         producer.poll(0)
         self._pending_pairs.append((event.request_id, name))
 
@@ -336,6 +342,7 @@ async def replay(
         attempt += 1
         started = time.perf_counter()
         outcome = await stream_call(client, model, kwargs, headers, started)
+        outcome["answer"] = cut_text(outcome["answer"], cfg.max_answer_chars)
         latency_ms = outcome["reported_ms"] or (time.perf_counter() - started) * 1000
         error = outcome.get("error")
         if error is None:

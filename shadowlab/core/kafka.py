@@ -188,21 +188,41 @@ def dead_letter_of(
 def produce_dead_letter(producer: Producer, letter: DeadLetter) -> bool:
     """Hand ``letter`` to ``producer`` (delivered by the next :func:`flush_all`).
 
-    Never raises: a letter the client refuses is logged with where its input was read, and
-    ``False`` is returned for the role to count; a full local queue is drained first.
+    Never raises (see :func:`produce_or_report`); ``False`` is for the role to count.
     """
     headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+    return produce_or_report(
+        producer, letter.topic, letter.value, letter.key, headers=headers,
+        what=f"the dead letter of {_coordinates(letter)}",
+    )  # fmt: skip
+
+
+def produce_or_report(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | str | None,
+    *,
+    what: str,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> bool:
+    """Produce one message; never raises, so one message never stops a role.
+
+    A full local queue is drained (up to 5 s) and the message tried again; a message the
+    client refuses (e.g. over the size limit) is logged naming ``what`` and ``False`` is
+    returned for the caller to count.
+    """
     for attempt in range(2):
         try:
-            producer.produce(letter.topic, value=letter.value, key=letter.key, headers=headers)
+            producer.produce(topic, value=value, key=key, headers=headers)
             return True
         except BufferError:
             if attempt == 0:
                 producer.flush(5.0)
         except KafkaException as exc:
-            log.error("could not dead-letter %s: %s", _coordinates(letter), exc)
+            log.error("could not produce %s to %s: %s", what, topic, exc)
             return False
-    log.error("could not dead-letter %s: the producer's queue stayed full", _coordinates(letter))
+    log.error("could not produce %s to %s: the producer's queue stayed full", what, topic)
     return False
 
 

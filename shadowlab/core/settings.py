@@ -244,6 +244,9 @@ class ShadowSettings(_Section):
     rate_limit_is_error: bool = False
     #: (request_id, candidate) pairs remembered so a redelivered request is not paid twice.
     dedupe_window: Annotated[int, Field(ge=0)] = 200_000
+    #: A candidate's answer longer than this (characters) is stored cut, with a marker and
+    #: its length, so every result fits Kafka's 1 MB message limit (4 bytes a character).
+    max_answer_chars: Annotated[int, Field(ge=1_000, le=200_000)] = 100_000
 
 
 class JudgeSettings(_Section):
