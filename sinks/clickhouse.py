@@ -101,7 +101,14 @@ def open_client(dsn: str, database: str | None = None) -> Client:
         ClickHouseError: naming the (password-free) target when the connection fails.
     """
     if dsn.startswith("chdb://"):
-        Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        path = Path(dsn.removeprefix("chdb://"))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClickHouseError(
+                f"cannot use {path} for the embedded ClickHouse: {exc.strerror}; set "
+                "SHADOWLAB_CLICKHOUSE__DSN (or data_dir) to a directory this user can write"
+            ) from None
     try:
         client = clickhouse_connect.get_client(dsn=dsn, database=database, tz_mode="aware")
     except Exception as exc:

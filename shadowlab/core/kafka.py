@@ -78,10 +78,18 @@ def ensure_topics(
         The names of the topics this call created.
 
     Raises:
-        StackError: naming the topic and the broker's error when creation failed.
+        StackError: Kafka cannot be reached, or naming the topic and the broker's error when
+            creation failed.
     """
     admin = AdminClient(dict(connection))
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        where = connection.get("bootstrap.servers", "?")
+        raise StackError(
+            f"cannot reach Kafka at {where} ({exc.args[0].str() if exc.args else exc}); check "
+            "SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS and that the brokers are up"
+        ) from None
     wanted = [
         NewTopic(name, num_partitions=count, replication_factor=replication_factor)
         for name, count in partitions.items()
