@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import logging
 import threading
 import time
@@ -35,7 +36,7 @@ from processors.budget import replay_candidates
 from processors.catchup import KeptTopic, OffsetGuard, RawEvent, committed_offsets, read_range
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
-from shadowlab.core.errors import JoinFailedError
+from shadowlab.core.errors import EventTimeOutOfBandError, JoinFailedError
 from shadowlab.core.kafka import dead_letter
 from shadowlab.core.settings import CandidateConfig, JoinSettings, Settings
 
@@ -47,6 +48,7 @@ class JoinCounters:
     """What the join did, for logs, metrics and tests."""
 
     consumed: int = 0
+    #: Events refused: malformed, or dated outside the admission band (to the DLQ).
     malformed: int = 0
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     comparisons: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -87,6 +89,7 @@ class JoinRole:
         report_every_s: float = 10.0,
     ) -> None:
         self.settings = settings
+        self._band = settings.admission.band()
         self.cfg: JoinSettings = settings.join
         self.counters = JoinCounters()
         self.failed: FailedEvent | None = None
@@ -284,15 +287,20 @@ class JoinRole:
         raw: bytes = message.value or b""
         now = time.time()
         try:
+            event: RequestEvent | ShadowResult
             if message.topic == topics.requests:
-                request = RequestEvent.from_json(raw)
-                key = request.request_id
-                step = on_request(table.get(key), request, self.expected(request), now)
+                event = RequestEvent.from_json(raw)
             else:
-                result = ShadowResult.from_json(raw)
-                key = result.request_id
-                step = on_shadow(table.get(key), result, now)
-        except EventValidationError as exc:
+                event = ShadowResult.from_json(raw)
+            refusal = self._band.refusal(event.event_time, dt.datetime.now(dt.UTC))
+            if refusal is not None:
+                raise refusal
+            key = event.request_id
+            if isinstance(event, RequestEvent):
+                step = on_request(table.get(key), event, self.expected(event), now)
+            else:
+                step = on_shadow(table.get(key), event, now)
+        except (EventValidationError, EventTimeOutOfBandError) as exc:
             self.counters.malformed += 1
             letter = dead_letter(
                 role="join",

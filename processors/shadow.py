@@ -38,6 +38,7 @@ from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_cand
 from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from schemas.fast import BatchDecoder
+from shadowlab.core.errors import EventTimeOutOfBandError
 from shadowlab.core.headers import EVENT_TIME_HEADER
 from shadowlab.core.kafka import (
     BatchLoop,
@@ -61,6 +62,7 @@ class ShadowCounters:
     consumed: int = 0
     results: int = 0
     in_flight: int = 0
+    #: Requests refused: malformed, or dated outside the admission band (to the DLQ).
     malformed: int = 0
     #: Results and dead letters the client refused (each logged); the role goes on.
     undeliverable: int = 0
@@ -111,6 +113,7 @@ class ShadowRole(BatchRole):
     ) -> None:
         super().__init__()
         self.settings = settings
+        self._band = settings.admission.band()
         self.cfg: ShadowSettings = settings.shadow
         self.counters = ShadowCounters()
         self._connection = dict(connection)
@@ -167,12 +170,16 @@ class ShadowRole(BatchRole):
         self, batch: list[Message], producer: Producer, limit: asyncio.Semaphore
     ) -> None:
         dlq_suffix = self.settings.topics.dlq_suffix
+        now = dt.datetime.now(dt.UTC)
         jobs: list[Any] = []
         for message in batch:
             self.counters.consumed += 1
             try:
                 event = RequestEvent.from_json(message.value() or b"")
-            except EventValidationError as exc:
+                refusal = self._band.refusal(event.event_time, now)
+                if refusal is not None:
+                    raise refusal
+            except (EventValidationError, EventTimeOutOfBandError) as exc:
                 self.counters.malformed += 1
                 letter = dead_letter_of(message, role="shadow", error=exc, dlq_suffix=dlq_suffix)
                 if not produce_dead_letter(producer, letter):

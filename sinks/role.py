@@ -13,10 +13,12 @@ with backoff: nothing is lost.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -112,6 +114,7 @@ class SinkRole:
         self.sink = sink
         self.counters = SinkCounters()
         self._types = topic_types(settings.topics)
+        self._band = settings.admission.band()
         self._connection = dict(connection)
         self._stop = threading.Event()
         self._decoders: dict[str, BatchDecoder[Any]] = {}
@@ -273,8 +276,29 @@ class SinkRole:
             events = self._decoder(topic).decode(cast(list[bytes], values))
             for index, error in events.rejected:
                 self._dead_letter(dlq, messages[index], error)
-            decoded.append((topic, events))
+            decoded.append((topic, self._admitted(events, messages, dlq)))
         return decoded
+
+    def _admitted(
+        self, events: DecodedBatch[Any], messages: list[Message], dlq: Producer
+    ) -> DecodedBatch[Any]:
+        """``events`` without those dated outside the admission band (dead-lettered)."""
+        if "event_time" not in events.fields or not events.count:
+            return events
+        times = events.columns[events.fields.index("event_time")]
+        now = dt.datetime.now(dt.UTC)
+        if self._band.refusal(max(times), now) is None and (
+            self._band.max_age_s is None or self._band.refusal(min(times), now) is None
+        ):
+            return events  # the whole batch is inside the band: the common case
+        refused = {k: r for k, when in enumerate(times) if (r := self._band.refusal(when, now))}
+        rejected = {index for index, _ in events.rejected}
+        positions = [i for i in range(len(messages)) if i not in rejected]  # row → message
+        for row, error in refused.items():
+            self._dead_letter(dlq, messages[positions[row]], error)
+        keep = [k for k in range(events.count) if k not in refused]
+        columns: list[Sequence[Any]] = [[column[k] for k in keep] for column in events.columns]
+        return dataclasses.replace(events, columns=columns, count=len(keep))
 
     def _decoder(self, topic: str) -> BatchDecoder[Any]:
         decoder = self._decoders.get(topic)

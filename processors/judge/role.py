@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import datetime as dt
 import hashlib
 import logging
 import re
@@ -49,7 +50,7 @@ from processors.judge.prompts import (
     verify_messages,
 )
 from schemas import EventValidationError, Judgement, RequestEvent, ShadowResult
-from shadowlab.core.errors import ConfigError
+from shadowlab.core.errors import ConfigError, EventTimeOutOfBandError
 from shadowlab.core.kafka import (
     BatchLoop,
     BatchRole,
@@ -109,6 +110,7 @@ class JudgeCounters:
     """What the role did; logged every ``report_every_s`` and readable by tests and metrics."""
 
     consumed: int = 0
+    #: Events refused: malformed, or dated outside the admission band (to the DLQ).
     malformed: int = 0
     #: Dead letters the client refused (logged with where their input was read).
     undeliverable: int = 0
@@ -160,6 +162,7 @@ class JudgeRole(BatchRole):
     ) -> None:
         super().__init__()
         self.settings = settings
+        self._band = settings.admission.band()
         self.cfg: JudgeSettings = settings.judge
         if self.cfg.model is None:
             raise ConfigError(
@@ -215,16 +218,25 @@ class JudgeRole(BatchRole):
     def _plan(self, batch: list[Message], producer: Producer) -> list[tuple[_Job, float]]:
         topics = self.settings.topics
         dlq_suffix = topics.dlq_suffix
+        now = dt.datetime.now(dt.UTC)
         jobs: list[tuple[_Job, float]] = []
         for message in batch:
             self.counters.consumed += 1
             topic = message.topic()
             try:
+                event: RequestEvent | ShadowResult
                 if topic == topics.requests:
-                    planned = self._on_request(RequestEvent.from_json(message.value() or b""))
+                    event = RequestEvent.from_json(message.value() or b"")
                 else:
-                    planned = self._on_result(ShadowResult.from_json(message.value() or b""))
-            except EventValidationError as exc:
+                    event = ShadowResult.from_json(message.value() or b"")
+                refusal = self._band.refusal(event.event_time, now)
+                if refusal is not None:
+                    raise refusal
+                if isinstance(event, RequestEvent):
+                    planned = self._on_request(event)
+                else:
+                    planned = self._on_result(event)
+            except (EventValidationError, EventTimeOutOfBandError) as exc:
                 self.counters.malformed += 1
                 letter = dead_letter_of(message, role="judge", error=exc, dlq_suffix=dlq_suffix)
                 if not produce_dead_letter(producer, letter):

@@ -4,6 +4,7 @@
 
     ShadowlabError                       (schemas.errors)
     ├── EventValidationError             an event does not match its schema (also a ValueError)
+    ├── EventTimeOutOfBandError          an event time outside the admission band (a ValueError)
     ├── ConfigError                      a setting is missing or invalid
     ├── StackError                       the embedded stack could not start
     │   ├── BrokerBinaryNotFoundError         the Tansu binary is not installed
@@ -72,6 +73,10 @@ class FlagsConflictError(RoutingError):
     """Another writer published a newer version of the route's flags first."""
 
 
+class EventTimeOutOfBandError(ShadowlabError, ValueError):
+    """An event's time is outside the band a role admits around its own clock (to the DLQ)."""
+
+
 class JoinFailedError(ShadowlabError):
     """The join role stopped on an event it could not process (nothing after it was acked)."""
 
@@ -81,6 +86,7 @@ __all__ = [
     "BrokerStartError",
     "ClickHouseError",
     "ConfigError",
+    "EventTimeOutOfBandError",
     "EventValidationError",
     "FlagsConflictError",
     "InvalidFlagsChangeError",

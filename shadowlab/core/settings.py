@@ -33,6 +33,7 @@ from pydantic_settings import (
 
 from schemas._base import ModelName, RouteName
 from schemas.rollout import Stage
+from shadowlab.core.admission import EventTimeBand
 from shadowlab.core.errors import ConfigError
 from shadowlab.core.flags_signing import FlagsKeys
 from shadowlab.core.plan import GateOverride, RolloutSettings, route_gates
@@ -340,6 +341,19 @@ class AdminSettings(_Section):
     token: SecretStr | None = None
 
 
+class AdmissionSettings(_Section):
+    """The event times every role admits (:mod:`shadowlab.core.admission`)."""
+
+    #: How far ahead of a role's wall clock an event time may be.
+    max_ahead_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    #: How old an event time may be (None: any age; set it to the data's retention).
+    max_age_s: Annotated[float, Field(gt=0)] | None = None
+
+    def band(self) -> EventTimeBand:
+        """The band as the roles check it."""
+        return EventTimeBand(self.max_ahead_s, self.max_age_s)
+
+
 class FlagsSettings(_Section):
     """Authentic routing flags (:mod:`shadowlab.core.flags_signing`).
 
@@ -386,6 +400,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = RolloutSettings()
     admin: AdminSettings = AdminSettings()
     flags: FlagsSettings = FlagsSettings()
+    admission: AdmissionSettings = AdmissionSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -519,6 +534,7 @@ __all__ = [
     "ENV_PREFIX",
     "NESTED_DELIMITER",
     "AdminSettings",
+    "AdmissionSettings",
     "CandidateConfig",
     "ClickHouseSettings",
     "FlagsSettings",
