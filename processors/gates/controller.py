@@ -12,7 +12,8 @@ Stages: ``offline`` → ``shadow`` → ``canary`` (weight steps) → ``promoted`
 - ``shadow`` advances to the first canary step when every required shadow gate passes over
   its full window and the stage has lasted its minimum.
 - A canary step advances to the next weight after its minimum event-time duration while no
-  gate fails (``inconclusive`` does not stop a step).
+  gate fails (``inconclusive`` does not stop a step), but never on time alone: a step whose
+  canary arm had no request holds (there was nothing to judge it by).
 - At the last step, promotion needs every required canary gate to ``pass`` over its full
   window (24 h, 48 h of canary event time).
 - Anything else holds; a stage or step held past ``max_hold_h`` raises one alert.
@@ -25,6 +26,7 @@ anytime-valid sequence over the stage.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +99,8 @@ def decide_tick(
     plan: RolloutSettings,
     now: dt.datetime,
     wall_now: dt.datetime,
+    *,
+    step_requests: int | None = None,
 ) -> TickResult:
     """Decide one tick of one route.
 
@@ -107,6 +111,8 @@ def decide_tick(
         plan: the rollout settings (steps, durations, holds).
         now: the tick's event time (the watermark).
         wall_now: wall-clock time, recorded as the flags' ``changed_at``.
+        step_requests: canary-arm requests since the current canary step began (``None``:
+            not known, e.g. outside canary); a step with none never advances.
     """
     if flags.stage not in ACTIVE_STAGES:
         return TickResult("none", f"stage {flags.stage} is final")
@@ -117,10 +123,15 @@ def decide_tick(
         return TickResult("none", "paused by hand", gates=failed, alerts=alerts)
     if failed:
         return _rollback(flags, failed, evaluations, now, wall_now)
-    move = _advance(flags, current, evaluations, plan, now, wall_now)
+    idle_step = flags.stage == "canary" and step_requests == 0
+    move = None if idle_step else _advance(flags, current, evaluations, plan, now, wall_now)
     if move is not None:
         return move
-    return _hold(flags, current, evaluations, plan, now)
+    held = _hold(flags, current, evaluations, plan, now)
+    if idle_step:
+        why = f"the canary arm had no requests at {flags.canary_weight_bp / 100:g}% yet"
+        return dataclasses.replace(held, reason=f"{why}; {held.reason}")
+    return held
 
 
 def _outcome(evaluations: Mapping[str, Evaluation], gate: GateSpec) -> str:

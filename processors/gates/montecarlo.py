@@ -119,6 +119,8 @@ class _Simulation:
         self.rng = np.random.default_rng(seed)
         active = [g for g in gates if g.stage != "offline"]
         self.alpha = split_alpha(plan.alpha, max(1, len(active)))
+        #: Canary-arm requests since the current step began (what the live role counts).
+        self.step_requests = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -156,6 +158,7 @@ class _Simulation:
             self.preference = _add(self.preference, prefs)
         elif flags.stage == "canary":
             canary = int(self.rng.binomial(n, flags.canary_weight_bp / 10_000))
+            self.step_requests += canary
             self._calls("candidate", self.candidate, canary, feedback=True)
             self._calls("primary", self.primary, n - canary, feedback=True)
 
@@ -190,9 +193,11 @@ class _Simulation:
             now += tick
             current = stage_gates(self.gates, flags.stage)
             evaluations = {g.key: self.evaluate(g) for g in current}
-            result = decide_tick(flags, evaluations, self.gates, self.plan, now, now)
+            result = decide_tick(flags, evaluations, self.gates, self.plan, now, now,
+                                 step_requests=self.step_requests)  # fmt: skip
             if result.flags is None:
                 continue
+            self.step_requests = 0  # a new step (or stage) starts counting again
             hours = (now - EPOCH).total_seconds() / 3600
             if result.flags.stage != flags.stage:
                 self._reset()

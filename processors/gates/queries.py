@@ -244,6 +244,15 @@ class GateQueries:
 
     # -- the controller's clock and memory -------------------------------------------------
 
+    def arm_requests(self, window: Window) -> int:
+        """The canary arm's requests (of the window's candidate) in ``window``."""
+        (count,), = self._rows(
+            f"SELECT count() FROM {{db}}.requests FINAL WHERE {_WINDOW} "
+            "AND arm = 'canary' AND model = {candidate:String}",
+            window.parameters(),
+        )  # fmt: skip
+        return int(count)
+
     def watermark(self, route: str, *, not_after: dt.datetime) -> dt.datetime | None:
         """The newest event time of ``route``'s stored requests up to ``not_after``.
 

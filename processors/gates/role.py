@@ -185,7 +185,13 @@ class GatesRole:
                         current.stage_since or tick, tick)  # fmt: skip
         results = {g.key: queries.evaluate(g, window) for g in stage_gates(gates, current.stage)}
         evaluations = {key: r.evaluation for key, r in results.items()}
-        result = decide_tick(current, evaluations, gates, self.plan, tick, wall)
+        step_requests = None
+        if current.stage == "canary":
+            step = dataclasses.replace(window, start=current.step_since or window.start)
+            step_requests = queries.arm_requests(step)
+        result = decide_tick(
+            current, evaluations, gates, self.plan, tick, wall, step_requests=step_requests
+        )
         self.counters.decided_at[result.action] = time.monotonic()
         if result.flags is not None:
             flags.publish(result.flags)

@@ -201,3 +201,17 @@ def test_defaults_are_the_users_promotion_criteria() -> None:
     assert by_key["canary.p95_latency"].window_h == 24
     assert by_key["canary.error_rate"].window_h == 24
     assert by_key["canary.csat"].window_h == 48
+
+
+def test_a_canary_step_whose_arm_had_no_requests_never_advances_on_time_alone() -> None:
+    flags = flags_at("canary", weight=100)
+    evaluations = outcomes("canary", "inconclusive")
+    idle = decide_tick(flags, evaluations, GATES, PLAN, hours(30), hours(30), step_requests=0)
+    assert (idle.action, idle.flags) == ("hold", None)
+    assert idle.reason.startswith("the canary arm had no requests at 1% yet")
+    busy = decide_tick(flags, evaluations, GATES, PLAN, hours(1), hours(1), step_requests=12)
+    assert busy.action == "advance"
+    failing = outcomes("canary", "inconclusive", error_rate="fail")
+    assert decide_tick(flags, failing, GATES, PLAN, hours(1), hours(1), step_requests=0).action == (
+        "rollback"
+    )  # a failing gate still rolls back at once
