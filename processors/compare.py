@@ -24,9 +24,9 @@ import hashlib
 import json
 import re
 import string
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas import Comparison, RequestEvent, ShadowResult
 from schemas.request import CallStatus
@@ -110,12 +110,11 @@ def _digest(answer: str | None) -> AnswerDigest | None:
     return AnswerDigest.of(answer) if answer is not None else None
 
 
-class CandidateAnswer(BaseModel):
-    """The part of a shadow result the join keeps while it waits for its request."""
+class _Side(BaseModel):
+    """One side of a pair as the join keeps it while it waits for the other (small, JSON-able)."""
 
     model_config = ConfigDict(frozen=True)
 
-    candidate: str
     status: CallStatus
     latency_ms: float
     ttft_ms: float | None
@@ -123,35 +122,49 @@ class CandidateAnswer(BaseModel):
     cost_usd: float
     answer: AnswerDigest | None
 
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _digest_a_whole_answer(cls, value: object) -> object:
+        # an entry written before answers were kept as digests holds the whole answer
+        return AnswerDigest.of(value) if isinstance(value, str) else value
+
+
+def _side_fields(call: RequestEvent | ShadowResult) -> dict[str, Any]:
+    return {
+        "status": call.status,
+        "latency_ms": call.latency_ms,
+        "ttft_ms": call.ttft_ms,
+        "tokens": call.prompt_tokens + call.completion_tokens,
+        "cost_usd": call.cost_usd,
+        "answer": _digest(call.answer),
+    }
+
+
+class CandidateAnswer(_Side):
+    """The part of a shadow result the join keeps while it waits for its request."""
+
+    candidate: str
+
     @classmethod
     def of(cls, result: ShadowResult) -> Self:
         """The candidate side of ``result``."""
-        return cls(
-            candidate=result.candidate,
-            status=result.status,
-            latency_ms=result.latency_ms,
-            ttft_ms=result.ttft_ms,
-            tokens=result.prompt_tokens + result.completion_tokens,
-            cost_usd=result.cost_usd,
-            answer=_digest(result.answer),
-        )
+        return cls(candidate=result.candidate, **_side_fields(result))
+
+    @classmethod
+    def kept(cls, value: object) -> Self:
+        """A held candidate from a table entry (an older entry holds the result's JSON)."""
+        if isinstance(value, str):
+            return cls.of(ShadowResult.from_json(value))
+        return cls.model_validate(value)
 
 
-class PrimaryAnswer(BaseModel):
-    """The part of a request the join keeps while it waits for candidates (small, JSON-able)."""
-
-    model_config = ConfigDict(frozen=True)
+class PrimaryAnswer(_Side):
+    """The part of a request the join keeps while it waits for candidates."""
 
     request_id: str
     event_time: dt.datetime
     route: str
     model: str
-    status: CallStatus
-    latency_ms: float
-    ttft_ms: float | None
-    tokens: int
-    cost_usd: float
-    answer: AnswerDigest | None
     json_wanted: bool
 
     @classmethod
@@ -162,13 +175,8 @@ class PrimaryAnswer(BaseModel):
             event_time=event.event_time,
             route=event.route,
             model=event.model,
-            status=event.status,
-            latency_ms=event.latency_ms,
-            ttft_ms=event.ttft_ms,
-            tokens=event.prompt_tokens + event.completion_tokens,
-            cost_usd=event.cost_usd,
-            answer=_digest(event.answer),
             json_wanted=wants_json(event),
+            **_side_fields(event),
         )
 
 

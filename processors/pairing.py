@@ -56,7 +56,7 @@ def on_request(entry: Entry | None, event: RequestEvent, expected: list[str], no
         return Step(entry, outcome="duplicate")
     primary = PrimaryAnswer.of(event)
     held: dict[str, Any] = (entry or {}).get("held", {})
-    comparisons = [compare(primary, CandidateAnswer.model_validate(c)) for c in held.values()]
+    comparisons = [compare(primary, CandidateAnswer.kept(c)) for c in held.values()]
     done = sorted(held)
     if all(c in held for c in expected):
         return Step(_closed(now, done), comparisons, "joined" if comparisons else "closed")

@@ -41,6 +41,7 @@ from schemas.fast import BatchDecoder
 from shadowlab.core.errors import EventTimeOutOfBandError
 from shadowlab.core.headers import EVENT_TIME_HEADER
 from shadowlab.core.kafka import (
+    BatchCounters,
     BatchLoop,
     BatchRole,
     consumer_config,
@@ -56,18 +57,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ShadowCounters:
+class ShadowCounters(BatchCounters):
     """What the role did; logged every ``report_every_s`` and readable by tests and metrics."""
 
-    consumed: int = 0
     results: int = 0
-    in_flight: int = 0
-    #: Requests refused: malformed, or dated outside the admission band (to the DLQ).
-    malformed: int = 0
-    #: Results and dead letters the client refused (each logged); the role goes on.
-    undeliverable: int = 0
     by_status: collections.Counter[str] = field(default_factory=collections.Counter)
-    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     spend_usd: collections.defaultdict[str, float] = field(
         default_factory=lambda: collections.defaultdict(float)
     )

@@ -52,6 +52,7 @@ from processors.judge.prompts import (
 from schemas import EventValidationError, Judgement, RequestEvent, ShadowResult
 from shadowlab.core.errors import ConfigError, EventTimeOutOfBandError
 from shadowlab.core.kafka import (
+    BatchCounters,
     BatchLoop,
     BatchRole,
     consumer_config,
@@ -106,23 +107,15 @@ def context_of(event: RequestEvent) -> tuple[str, ...]:
 
 
 @dataclass
-class JudgeCounters:
+class JudgeCounters(BatchCounters):
     """What the role did; logged every ``report_every_s`` and readable by tests and metrics."""
 
-    consumed: int = 0
-    #: Events refused: malformed, or dated outside the admission band (to the DLQ).
-    malformed: int = 0
-    #: Dead letters the client refused (logged with where their input was read).
-    undeliverable: int = 0
-    in_flight: int = 0
     judgements: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Faithfulness scores and pairwise preferences given, by kind.
     verdicts: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Judgements without a verdict, by reason code (``no_claims``, ``judge_error``…).
     no_score: collections.Counter[str] = field(default_factory=collections.Counter)
     preferences: collections.Counter[str] = field(default_factory=collections.Counter)
-    #: Events not judged, by reason (``sampled_out``, ``stage``, ``budget_usd``…).
-    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     spend_usd: float = 0.0
 
 

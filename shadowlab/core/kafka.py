@@ -12,12 +12,13 @@ short fetch wait, ``range`` assignment, no KIP-848, no metrics push).
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -337,6 +338,20 @@ class BatchLoop:
             if report is not None and time.monotonic() - last_report >= report_every_s:
                 report()
                 last_report = time.monotonic()
+
+
+@dataclass
+class BatchCounters:
+    """What every :class:`BatchRole` counts; a role's own counters extend it."""
+
+    consumed: int = 0
+    #: Inputs refused: malformed, or dated outside the admission band (to the DLQ).
+    malformed: int = 0
+    #: Outputs and dead letters the Kafka client refused (each logged); the role goes on.
+    undeliverable: int = 0
+    in_flight: int = 0
+    #: Inputs not acted on, by reason (``sampled_out``, ``stage``, ``budget_usd``…).
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class BatchRole:

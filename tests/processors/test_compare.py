@@ -186,3 +186,21 @@ def test_time_the_join_was_down_does_not_count_against_the_window() -> None:
 
 def test_a_deeply_nested_answer_is_invalid_json_not_a_crash() -> None:
     assert not json_valid("[" * 100_000 + "]" * 100_000)
+
+
+def test_entries_written_before_answer_digests_still_join() -> None:
+    """A join upgraded with entries in its table's changelog reads them as digests."""
+    request = sample_request(request_id="old-1", answer="Two years.")
+    primary = PrimaryAnswer.of(request).model_dump(mode="json")
+    old_open = {"seen": 0.0, "primary": {**primary, "answer": "Two years."},
+                "expected": ["gpt-4o"], "done": []}  # fmt: skip
+    step = on_shadow(old_open, shadow("old-1", answer="Two years."), 1.0)
+    (joined,) = step.comparisons
+    assert (joined.exact_match, joined.similarity) == (True, 1.0)
+    old_held = {
+        "seen": 0.0,
+        "held": {"gpt-4o": shadow("old-1", answer="two years").to_json().decode()},
+    }
+    (late,) = on_request(old_held, request, ["gpt-4o"], 2.0).comparisons
+    assert late.status == "joined"
+    assert late.similarity == 1.0
