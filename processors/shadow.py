@@ -118,6 +118,8 @@ class ShadowRole(BatchRole):
             self._routes[route.name] = [self._candidate(c) for c in route.candidates]
         self._paid = RecentPairs(self.cfg.dedupe_window)
         self._pending_pairs: list[tuple[str, str]] = []
+        #: Pairs replayed by the batch in progress (a copy later in the batch is not paid).
+        self._planned: set[tuple[str, str]] = set()
 
     def _candidate(self, config: CandidateConfig) -> _Candidate:
         endpoint = self.settings.model(config.model)
@@ -184,6 +186,7 @@ class ShadowRole(BatchRole):
                 for c, reserved in self._plan(event)
             )
         await asyncio.gather(*jobs)
+        self._planned.clear()
 
     def _plan(self, event: RequestEvent) -> list[tuple[_Candidate, float]]:
         """Which candidates replay ``event`` now (each skip counted with its reason)."""
@@ -197,13 +200,14 @@ class ShadowRole(BatchRole):
             candidate = candidates[config.model]
             name = config.model
             reason = None
-            if (event.request_id, name) in self._paid:
-                reason = "already_paid"
+            if (event.request_id, name) in self._paid or (event.request_id, name) in self._planned:
+                reason = "already_paid"  # before, or earlier in this batch
             elif candidate.spend is not None and not candidate.spend.allows(now):
                 reason = "budget_usd"
             elif candidate.bucket is not None and not candidate.bucket.take(now):
                 reason = "budget_rps"
             if reason is None:
+                self._planned.add((event.request_id, name))
                 if candidate.spend is not None:  # reserve now: the batch runs concurrently
                     candidate.spend.add(now, candidate.estimate(event))
                 chosen.append((candidate, candidate.estimate(event)))

@@ -80,6 +80,7 @@ LABEL_NAMES: dict[str, str] = {
     "comparisons": "status",  # join
     "written": "topic",  # sink
     "dead_lettered": "topic",  # sink
+    "retries": "topic",  # sink: exact copies of stored events dropped
     "actions": "action",  # gates
     "judgements": "kind",  # judge
     "verdicts": "kind",  # judge

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import Any, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any, Generic, Literal, TypeVar
 
 from schemas import Event
 from schemas.fast import BatchDecoder, DecodedBatch
 
 P = TypeVar("P")
+#: A row's fate against what the sink stored: new, an exact copy (a retry), or a conflict.
+Verdict = Literal["new", "retry", "conflict"]
 
 
 class Sink(ABC, Generic[P]):
@@ -65,6 +68,23 @@ class Sink(ABC, Generic[P]):
         if prepared is not None:
             self.write(prepared)
         return count
+
+    def verdicts(self, events: DecodedBatch[Any], digests: Sequence[str]) -> list[Verdict]:
+        """Whether each row is new, a retry of a stored event, or a conflicting duplicate.
+
+        ``digests`` are the SHA-256 of each row's message bytes; a row repeating an earlier
+        row of the same batch is judged against it. Nothing is remembered until
+        :meth:`remember`. A sink that keeps no identities (this default) takes every row as
+        new.
+        """
+        return ["new"] * events.count
+
+    def remember(self, events: DecodedBatch[Any], digests: Sequence[str]) -> None:
+        """Note ``events`` (found new by :meth:`verdicts`) as stored: later copies are retries."""
+
+    def conflict(self, events: DecodedBatch[Any], row: int) -> Exception:
+        """The dead-letter reason of a conflicting row (see :meth:`verdicts`)."""
+        return ValueError(f"conflicting_duplicate: row {row} of {events.event_type.__name__}")
 
     @abstractmethod
     def encode(self, batches: dict[str, list[DecodedBatch[Any]]]) -> P:

@@ -35,7 +35,8 @@ from schemas import (
 )
 from schemas.fast import BatchDecoder, DecodedBatch
 from shadowlab.core.errors import ClickHouseError
-from sinks.base import Sink
+from sinks.base import Sink, Verdict
+from sinks.identity import ID_SEPARATOR, IDS_TABLE, IdentityLedger, conflict, row_ids
 
 E = TypeVar("E", bound=Event)
 
@@ -55,6 +56,9 @@ class TableSpec:
     json_columns: frozenset[str] = field(default_factory=frozenset)
     #: The datetime column whose day (or month) is the table's partition.
     partitioned_by: str = "event_time"
+    #: The columns that name one event: stored once (``event_ids``), whatever its time.
+    #: Empty: a later event with the same key replaces the earlier (a re-decided tick).
+    identity: tuple[str, ...] = ()
 
     @cached_property
     def partition_position(self) -> int:
@@ -80,12 +84,22 @@ class TableSpec:
 TABLES: dict[type[Event], TableSpec] = {
     spec.event_type: spec
     for spec in (
-        TableSpec("requests", RequestEvent, frozenset({"request", "context_documents"})),
-        TableSpec("shadow_results", ShadowResult),
-        TableSpec("comparisons", Comparison),
-        TableSpec("judgements", Judgement),
-        TableSpec("feedback", FeedbackEvent),
-        TableSpec("routing_flags", RoutingFlags, partitioned_by="changed_at"),
+        TableSpec(
+            "requests",
+            RequestEvent,
+            frozenset({"request", "context_documents"}),
+            identity=("request_id",),
+        ),
+        TableSpec("shadow_results", ShadowResult, identity=("request_id", "candidate")),
+        TableSpec("comparisons", Comparison, identity=("request_id", "candidate_model")),
+        TableSpec("judgements", Judgement, identity=("judgement_id",)),
+        TableSpec("feedback", FeedbackEvent, identity=("feedback_id",)),
+        TableSpec(
+            "routing_flags",
+            RoutingFlags,
+            partitioned_by="changed_at",
+            identity=("route", "version"),
+        ),
         TableSpec("gate_decisions", GateDecision, partitioned_by="decided_at"),
         TableSpec("alerts", Alert),
     )
@@ -333,11 +347,23 @@ class _Insert:
     block: bytes
 
 
-class ClickHouseSink(Sink[list[_Insert]]):
+_ID_COLUMNS = ["table_name", "id", "content_sha256", "event_time"]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch ready to write: the events' blocks, then their ``event_ids`` rows."""
+
+    inserts: list[_Insert]
+    ids: list[list[Any]]
+
+
+class ClickHouseSink(Sink[_Prepared]):
     """Writes events to their ClickHouse tables, one Native block per table per batch.
 
     Idempotent: every table is a ReplacingMergeTree on the event's natural key, read with
-    ``FINAL`` (see :mod:`sinks.migrations`).
+    ``FINAL`` (see :mod:`sinks.migrations`); an event with an identity is stored once,
+    whatever its event time (:mod:`sinks.identity`).
     """
 
     def __init__(self, client: Client, database: str) -> None:
@@ -345,12 +371,44 @@ class ClickHouseSink(Sink[list[_Insert]]):
         self.client = client
         self.database = database
         self._types: dict[type[Event], InsertTypes] = {}
+        self._ledger = IdentityLedger(client, database)
+
+    def verdicts(self, events: DecodedBatch[Any], digests: Sequence[str]) -> list[Verdict]:
+        """Each row against ``event_ids`` (and the ids this sink wrote last)."""
+        spec = spec_of(events.event_type)
+        if not spec.identity:
+            return super().verdicts(events, digests)
+        ids = row_ids(events.columns, events.fields, spec.identity)
+        return self._ledger.verdicts(spec.table, ids, digests)
+
+    def remember(self, events: DecodedBatch[Any], digests: Sequence[str]) -> None:
+        """Note the rows as stored (see :class:`~sinks.identity.IdentityLedger`)."""
+        spec = spec_of(events.event_type)
+        if spec.identity and events.count:
+            ids = row_ids(events.columns, events.fields, spec.identity)
+            self._ledger.remember(spec.table, ids, digests)
+
+    def conflict(self, events: DecodedBatch[Any], row: int) -> Exception:
+        """``conflicting_duplicate``, naming the table and the id."""
+        spec = spec_of(events.event_type)
+        parts = [events.columns[events.fields.index(name)][row] for name in spec.identity]
+        return conflict(spec.table, ID_SEPARATOR.join(map(str, parts)))
+
+    def _id_rows(self, spec: TableSpec, columns: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        if not spec.identity:
+            return []
+        ids = row_ids(columns, spec.columns, spec.identity)
+        times = columns[spec.partition_position]
+        return [
+            [spec.table, i, self._ledger.digest_of(spec.table, i), when]
+            for i, when in zip(ids, times, strict=True)
+        ]
 
     def decoder(self, event_type: type[Event]) -> BatchDecoder[Any]:
         """Decode with the table's JSON columns as JSON text (the rows of :func:`to_row`)."""
         return BatchDecoder(event_type, spec_of(event_type).json_columns)
 
-    def encode(self, batches: dict[str, list[DecodedBatch[Any]]]) -> list[_Insert]:
+    def encode(self, batches: dict[str, list[DecodedBatch[Any]]]) -> _Prepared:
         """One Native block per event type (the table's types are read once).
 
         Raises:
@@ -361,6 +419,7 @@ class ClickHouseSink(Sink[list[_Insert]]):
             for batch in decoded:
                 by_type.setdefault(batch.event_type, []).append(batch)
         inserts: list[_Insert] = []
+        ids: list[list[Any]] = []
         for event_type, parts in by_type.items():
             spec = spec_of(event_type)
             columns = (
@@ -380,15 +439,19 @@ class ClickHouseSink(Sink[list[_Insert]]):
                     self._types.pop(event_type, None)  # the table may have changed: read again
                     raise
                 inserts.append(_Insert(event_type, block))
-        return inserts
+            ids += self._id_rows(spec, columns)
+        return _Prepared(inserts, ids)
 
-    def write(self, prepared: list[_Insert]) -> None:
-        """Insert the blocks.
+    def write(self, prepared: _Prepared) -> None:
+        """Insert the events' blocks, then their ``event_ids`` rows.
+
+        In that order: a crash in between only makes the events come again, and ``FINAL``
+        folds the copy.
 
         Raises:
             ClickHouseError: naming the table when an insert failed.
         """
-        for insert in prepared:
+        for insert in prepared.inserts:
             spec = spec_of(insert.event_type)
             try:
                 insert_native(self.client, self.database, spec, insert.block)
@@ -396,5 +459,15 @@ class ClickHouseSink(Sink[list[_Insert]]):
                 self._types.pop(insert.event_type, None)  # read the table's types again
                 raise ClickHouseError(
                     f"insert into {self.database}.{spec.table} failed: "
+                    f"{type(exc).__name__}: {str(exc)[:300]}"
+                ) from None
+        if prepared.ids:
+            try:
+                self.client.insert(
+                    f"{self.database}.{IDS_TABLE}", prepared.ids, column_names=_ID_COLUMNS
+                )
+            except Exception as exc:
+                raise ClickHouseError(
+                    f"insert into {self.database}.{IDS_TABLE} failed: "
                     f"{type(exc).__name__}: {str(exc)[:300]}"
                 ) from None

@@ -66,6 +66,17 @@ _EVENT_TABLES = (
     "alerts",
 )
 
+#: Each identity-checked table's id, as :func:`sinks.identity.row_ids` joins it (\\x1f).
+_IDENTITY_IDS = {
+    "requests": "request_id",
+    "shadow_results": "concat(request_id, '\\x1f', candidate)",
+    "comparisons": "concat(request_id, '\\x1f', candidate_model)",
+    "judgements": "judgement_id",
+    "feedback": "feedback_id",
+    "routing_flags": "concat(route, '\\x1f', toString(version))",
+}
+_IDENTITY_TIMES = {"routing_flags": "changed_at"}
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -291,6 +302,26 @@ ORDER BY (run_id, role)""",
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree
 ORDER BY (run_id, role, item_id)""",
+        ),
+    ),
+    Migration(
+        6,
+        "event identities",
+        (
+            """CREATE TABLE IF NOT EXISTS {db}.event_ids (
+    table_name LowCardinality(String),
+    id String,
+    content_sha256 String,
+    event_time DateTime64(6, 'UTC'),
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (table_name, id)""",
+            *(
+                f"INSERT INTO {{db}}.event_ids (table_name, id, content_sha256, event_time) "  # noqa: S608 - fixed names
+                f"SELECT '{table}', {expression}, '', {_IDENTITY_TIMES.get(table, 'event_time')} "
+                f"FROM {{db}}.{table}"
+                for table, expression in _IDENTITY_IDS.items()
+            ),
         ),
     ),
 )

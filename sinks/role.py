@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -50,8 +51,10 @@ from shadowlab.core.kafka import (
 )
 from shadowlab.core.settings import Settings, TopicSettings
 from sinks.base import Sink
+from sinks.identity import digest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TYPES: dict[str, type[Event]] = {
     "requests": RequestEvent,
@@ -92,12 +95,24 @@ class _StoppedUnstoredError(Exception):
     """Asked to stop while a write kept failing: no later batch may be committed."""
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Decoded events and, for each row, the position of its message in the batch."""
+
+    events: DecodedBatch[Any]
+    positions: list[int]
+    #: The SHA-256 of each row's message (what makes two copies the same), once computed.
+    digests: list[str] | None = None
+
+
 @dataclass
 class SinkCounters:
     """What the sink did (per topic), for logs and tests."""
 
     written: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    #: Exact copies of stored events dropped (retries, redeliveries), per topic.
+    retries: dict[str, int] = field(default_factory=dict)
     write_failures: int = 0
     #: Seconds the current write has been failing (0 while writes succeed).
     stalled_seconds: float = 0.0
@@ -165,7 +180,9 @@ class SinkRole:
             batch = self._collect(consumer, 0.1 if pending is None else 0.01)
             idle = not batch
             if batch:
-                decoded = self._decode(batch, dlq)
+                decoded = self._retrying(
+                    consumer, "reading stored ids", functools.partial(self._decode, batch, dlq)
+                )
                 offsets = _positions(consumer)
                 del batch  # the messages die before the collector runs again
                 prepared = self._prepare(decoded)  # while the writer stores the previous batch
@@ -215,27 +232,17 @@ class SinkRole:
         ``wait_commit=False`` sends the commit without waiting for the broker's answer (the
         next batch's commit covers it if it fails; a busy period ends with a waited one).
         """
-        delay = self.cfg.retry_base_s
-        while True:
+
+        def stored() -> None:
             try:
                 job.future.result()
-                if dlq.flush(30) > 0:
-                    raise ClickHouseError("dead-letter deliveries are still pending")
-                break
-            except ClickHouseError as exc:
-                self.counters.write_failures += 1
-                if self._stalled is None:
-                    self._stalled = (time.monotonic(), str(exc)[:300])
-                if self._stop.is_set():  # nothing more is committed: the batch is read again
-                    raise _StoppedUnstoredError(str(exc)) from None
-                log.warning(
-                    "sink: write failed (%s); retrying in %.1f s, partitions paused", exc, delay
-                )
-                self._wait_paused(consumer, delay)
-                delay = min(delay * 2, self.cfg.retry_max_s)
-                job.future = writer.submit(self._store, job.decoded)
-        self._stalled = None
-        self.counters.stalled_seconds = 0.0
+            except ClickHouseError:
+                job.future = writer.submit(self._store, job.decoded)  # the next attempt
+                raise
+            if dlq.flush(30) > 0:
+                raise ClickHouseError("dead-letter deliveries are still pending")
+
+        self._retrying(consumer, "write", stored)
         if job.offsets:
             try:
                 commit(consumer, job.offsets, asynchronous=not wait_commit)
@@ -243,6 +250,32 @@ class SinkRole:
                 log.warning("sink: commit failed (%s); the events will come again", exc)
         for topic, events in job.decoded:
             self.counters.written[topic] = self.counters.written.get(topic, 0) + events.count
+
+    def _retrying(self, consumer: Consumer, what: str, attempt: Callable[[], T]) -> T:
+        """``attempt()`` until it does not raise :class:`ClickHouseError`, partitions paused.
+
+        Meanwhile ``/health`` says degraded and the stall metric rises; asked to stop, it
+        gives up (nothing after the failing batch is committed: it is read again).
+        """
+        delay = self.cfg.retry_base_s
+        while True:
+            try:
+                result = attempt()
+            except ClickHouseError as exc:
+                self.counters.write_failures += 1
+                if self._stalled is None:
+                    self._stalled = (time.monotonic(), str(exc)[:300])
+                if self._stop.is_set():
+                    raise _StoppedUnstoredError(str(exc)) from None
+                log.warning(
+                    "sink: %s failed (%s); retrying in %.1f s, partitions paused", what, exc, delay
+                )
+                self._wait_paused(consumer, delay)
+                delay = min(delay * 2, self.cfg.retry_max_s)
+                continue
+            self._stalled = None
+            self.counters.stalled_seconds = 0.0
+            return result
 
     def _collect(self, consumer: Consumer, timeout: float) -> list[Message]:
         """Consume until a batch is due (full, or its oldest message waited ``max_wait_s``).
@@ -264,41 +297,64 @@ class SinkRole:
                 return batch
 
     def _decode(self, batch: list[Message], dlq: Producer) -> list[tuple[str, DecodedBatch[Any]]]:
-        """The valid events of ``batch`` per topic; the others go to the dead-letter topic."""
+        """The events of ``batch`` to store, per topic; the refused ones are dead-lettered.
+
+        Refused: what does not decode or validate, what is dated outside the admission band,
+        and an id stored before with other content; an exact copy of a stored event is
+        dropped silently (a retry or a redelivery).
+        """
         by_topic: dict[str, list[Message]] = {}
         for topic, run in groupby(batch, key=Message.topic):
             by_topic.setdefault(topic or "", []).extend(run)
         decoded: list[tuple[str, DecodedBatch[Any]]] = []
+        refusals: list[tuple[Message, Exception]] = []  # sent once every lookup succeeded
+        stored: list[_Rows] = []
         for topic, messages in by_topic.items():
             values: list[bytes | None] = list(map(Message.value, messages))
             if None in values:  # a tombstone is not an event: it goes to the DLQ
                 values = [v or b"" for v in values]
             events = self._decoder(topic).decode(cast(list[bytes], values))
-            for index, error in events.rejected:
-                self._dead_letter(dlq, messages[index], error)
-            decoded.append((topic, self._admitted(events, messages, dlq)))
+            refusals += [(messages[index], error) for index, error in events.rejected]
+            rejected = {index for index, _ in events.rejected}
+            rows = _Rows(events, [i for i in range(len(messages)) if i not in rejected])
+            rows = _drop(rows, self._out_of_band(rows.events), messages, refusals)
+            rows = dataclasses.replace(
+                rows, digests=[digest(messages[p].value()) for p in rows.positions]
+            )
+            rows = _drop(rows, self._duplicates(topic, rows), messages, refusals)
+            decoded.append((topic, rows.events))
+            stored.append(rows)
+        for message, error in refusals:
+            self._dead_letter(dlq, message, error)
+        for rows in stored:  # from now on these are stored: later copies are retries
+            self.sink.remember(rows.events, rows.digests or [])
         return decoded
 
-    def _admitted(
-        self, events: DecodedBatch[Any], messages: list[Message], dlq: Producer
-    ) -> DecodedBatch[Any]:
-        """``events`` without those dated outside the admission band (dead-lettered)."""
+    def _out_of_band(self, events: DecodedBatch[Any]) -> dict[int, Exception | None]:
+        """The rows dated outside the admission band, with the reason."""
         if "event_time" not in events.fields or not events.count:
-            return events
+            return {}
         times = events.columns[events.fields.index("event_time")]
         now = dt.datetime.now(dt.UTC)
         if self._band.refusal(max(times), now) is None and (
             self._band.max_age_s is None or self._band.refusal(min(times), now) is None
         ):
-            return events  # the whole batch is inside the band: the common case
-        refused = {k: r for k, when in enumerate(times) if (r := self._band.refusal(when, now))}
-        rejected = {index for index, _ in events.rejected}
-        positions = [i for i in range(len(messages)) if i not in rejected]  # row → message
-        for row, error in refused.items():
-            self._dead_letter(dlq, messages[positions[row]], error)
-        keep = [k for k in range(events.count) if k not in refused]
-        columns: list[Sequence[Any]] = [[column[k] for k in keep] for column in events.columns]
-        return dataclasses.replace(events, columns=columns, count=len(keep))
+            return {}  # the whole batch is inside the band: the common case
+        return {k: r for k, when in enumerate(times) if (r := self._band.refusal(when, now))}
+
+    def _duplicates(self, topic: str, rows: _Rows) -> dict[int, Exception | None]:
+        """Rows whose id is stored: ``None`` for an exact copy, else the conflict."""
+        if not rows.events.count:
+            return {}
+        verdicts = self.sink.verdicts(rows.events, rows.digests or [])
+        out: dict[int, Exception | None] = {}
+        for k, verdict in enumerate(verdicts):
+            if verdict == "retry":
+                out[k] = None
+                self.counters.retries[topic] = self.counters.retries.get(topic, 0) + 1
+            elif verdict == "conflict":
+                out[k] = self.sink.conflict(rows.events, k)
+        return out
 
     def _decoder(self, topic: str) -> BatchDecoder[Any]:
         decoder = self._decoders.get(topic)
@@ -326,3 +382,22 @@ class SinkRole:
                     self.counters.stalled_seconds = time.monotonic() - self._stalled[0]
         finally:
             consumer.resume(assignment)
+
+
+def _drop(
+    rows: _Rows,
+    refused: Mapping[int, Exception | None],
+    messages: list[Message],
+    refusals: list[tuple[Message, Exception]],
+) -> _Rows:
+    """``rows`` without ``refused``; a refusal with a reason is added to ``refusals``."""
+    if not refused:
+        return rows
+    for row, error in refused.items():
+        if error is not None:
+            refusals.append((messages[rows.positions[row]], error))
+    keep = [k for k in range(rows.events.count) if k not in refused]
+    columns: list[Sequence[Any]] = [[c[k] for k in keep] for c in rows.events.columns]
+    events = dataclasses.replace(rows.events, columns=columns, count=len(keep))
+    digests = [rows.digests[k] for k in keep] if rows.digests is not None else None
+    return _Rows(events, [rows.positions[k] for k in keep], digests)

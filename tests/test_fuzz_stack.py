@@ -138,8 +138,10 @@ def _accepted(event_type: type[Event], payload: bytes | None, now: dt.datetime) 
 
 
 def _handled(sink: Any, topic: str) -> int:
-    """Messages of ``topic`` the sink stored or dead-lettered."""
-    return int(sink.written.get(topic, 0) + sink.dead_lettered.get(topic, 0))
+    """Messages of ``topic`` the sink stored, dropped as exact copies, or dead-lettered."""
+    return int(
+        sink.written.get(topic, 0) + sink.retries.get(topic, 0) + sink.dead_lettered.get(topic, 0)
+    )
 
 
 def _count(client: Client, db: str, table: str) -> int:
