@@ -19,9 +19,12 @@ answers are.
 
 The tombstone makes redelivery harmless: Kafka delivery is at-least-once, and a request or a
 result seen again after its entry closed changes nothing (no second ``missing``). A candidate
-result that arrives after its ``missing`` was emitted is counted as late and dropped (the
-comparison stays ``missing``; the result itself is in ClickHouse's ``shadow_results``). A
-result whose request never arrives is dropped as an orphan after ``orphan_window_s``.
+result that arrives after its ``missing`` was emitted, while the tombstone lasts, is joined
+late: the tombstone of an entry with missing candidates keeps the primary side, and the
+``joined`` comparison emitted then supersedes the ``missing`` one in storage (the sink stores a
+``joined`` over a ``missing``, never the reverse), so a restart or a lagging shadow role costs
+latency, not data. A result whose request never arrives is dropped as an orphan after
+``orphan_window_s``.
 """
 
 from __future__ import annotations
@@ -46,8 +49,13 @@ class Step:
     outcome: Outcome = "waiting"
 
 
-def _closed(now: float, done: list[str], absent: list[str] | None = None) -> Entry:
-    return {"closed": now, "done": done, "missing": absent or []}
+def _closed(
+    now: float, done: list[str], absent: list[str] | None = None, primary: Any = None
+) -> Entry:
+    closed: Entry = {"closed": now, "done": done, "missing": absent or []}
+    if absent and primary is not None:  # kept to join a late result
+        closed["primary"] = primary
+    return closed
 
 
 def on_request(entry: Entry | None, event: RequestEvent, expected: list[str], now: float) -> Step:
@@ -81,13 +89,25 @@ def on_shadow(entry: Entry | None, result: ShadowResult, now: float) -> Step:
     if candidate in entry["done"]:
         return Step(entry, outcome="duplicate")
     if "closed" in entry:
-        return Step(entry, outcome="late" if candidate in entry["missing"] else "duplicate")
+        return _late(entry, result)
     primary = PrimaryAnswer.model_validate(entry["primary"])
     done = sorted([*entry["done"], candidate])
     comparison = compare(primary, result)
     if all(c in done for c in entry["expected"]):
         return Step(_closed(now, done), [comparison], "joined")
     return Step({**entry, "done": done}, [comparison], "joined")
+
+
+def _late(entry: Entry, result: ShadowResult) -> Step:
+    """A result after its ``missing`` was emitted: joined now, if the primary is kept."""
+    candidate = result.candidate
+    if candidate not in entry["missing"] or "primary" not in entry:
+        return Step(entry, outcome="duplicate")
+    primary = PrimaryAnswer.model_validate(entry["primary"])
+    absent = [c for c in entry["missing"] if c != candidate]
+    done = sorted([*entry["done"], candidate])
+    late = _closed(entry["closed"], done, absent, entry["primary"])
+    return Step(late, [compare(primary, result)], "late")
 
 
 def on_tick(
@@ -116,7 +136,7 @@ def on_tick(
     primary = PrimaryAnswer.model_validate(entry["primary"])
     absent = [c for c in entry["expected"] if c not in entry["done"]]
     return Step(
-        _closed(now, entry["done"], absent),
+        _closed(now, entry["done"], absent, entry["primary"]),
         [missing(primary, c) for c in absent],
         "closed",
     )

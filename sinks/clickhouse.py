@@ -59,6 +59,8 @@ class TableSpec:
     #: The columns that name one event: stored once (``event_ids``), whatever its time.
     #: Empty: a later event with the same key replaces the earlier (a re-decided tick).
     identity: tuple[str, ...] = ()
+    #: A column whose value ranks two contents of one id (:data:`sinks.identity.RANKS`).
+    ranked_by: str | None = None
 
     @cached_property
     def partition_position(self) -> int:
@@ -91,7 +93,12 @@ TABLES: dict[type[Event], TableSpec] = {
             identity=("request_id",),
         ),
         TableSpec("shadow_results", ShadowResult, identity=("request_id", "candidate")),
-        TableSpec("comparisons", Comparison, identity=("request_id", "candidate_model")),
+        TableSpec(
+            "comparisons",
+            Comparison,
+            identity=("request_id", "candidate_model"),
+            ranked_by="status",
+        ),
         TableSpec("judgements", Judgement, identity=("judgement_id",)),
         TableSpec("feedback", FeedbackEvent, identity=("feedback_id",)),
         TableSpec(
@@ -350,6 +357,14 @@ class _Insert:
 _ID_COLUMNS = ["table_name", "id", "content_sha256", "event_time"]
 
 
+def _ranked(spec: TableSpec, events: DecodedBatch[Any], digests: Sequence[str]) -> list[str]:
+    """The digests prefixed with each row's rank column (``joined:…``) when the table ranks."""
+    if spec.ranked_by is None:
+        return list(digests)
+    ranks = events.columns[events.fields.index(spec.ranked_by)]
+    return [f"{rank}:{d}" for rank, d in zip(ranks, digests, strict=True)]
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A batch ready to write: the events' blocks, then their ``event_ids`` rows."""
@@ -379,14 +394,15 @@ class ClickHouseSink(Sink[_Prepared]):
         if not spec.identity:
             return super().verdicts(events, digests)
         ids = row_ids(events.columns, events.fields, spec.identity)
-        return self._ledger.verdicts(spec.table, ids, digests)
+        ranked = _ranked(spec, events, digests)
+        return self._ledger.verdicts(spec.table, ids, ranked, ranked=spec.ranked_by is not None)
 
     def remember(self, events: DecodedBatch[Any], digests: Sequence[str]) -> None:
         """Note the rows as stored (see :class:`~sinks.identity.IdentityLedger`)."""
         spec = spec_of(events.event_type)
         if spec.identity and events.count:
             ids = row_ids(events.columns, events.fields, spec.identity)
-            self._ledger.remember(spec.table, ids, digests)
+            self._ledger.remember(spec.table, ids, _ranked(spec, events, digests))
 
     def conflict(self, events: DecodedBatch[Any], row: int) -> Exception:
         """``conflicting_duplicate``, naming the table and the id."""

@@ -11,6 +11,10 @@ what it stored, and checks each batch against it before writing:
 - an id seen with the same bytes is a retry or a redelivery: dropped, counted;
 - an id seen with other bytes is a ``conflicting_duplicate``: dead-lettered, the first stays.
 
+A comparison is ranked by its status: a ``joined`` one supersedes a stored ``missing`` one
+(a shadow result that came after the join window), and a ``missing`` one after a ``joined``
+is dropped, whatever the order they arrive in; its digest is ``<status>:<sha256>``.
+
 Tables whose later event is meant to replace the earlier one (``gate_decisions``: a re-decided
 tick; ``alerts``) have no identity and are not checked. Rows migrated from before this table
 existed carry an empty digest, which matches anything (the old row stays; nothing is lost).
@@ -54,6 +58,23 @@ def row_ids(
     return [ID_SEPARATOR.join(map(str, values)) for values in zip(*parts, strict=True)]
 
 
+#: The ranks of a ranked digest's prefix (comparisons: their status).
+RANKS = {"missing": 0, "joined": 1}
+
+
+def fate(first: str, seen: str, *, ranked: bool = False) -> Verdict:
+    """A row with digest ``seen`` whose id is stored with digest ``first``.
+
+    An empty stored digest (a row backfilled by the migration) matches any content.
+    """
+    if ranked:
+        first_rank, _, first = first.partition(":")
+        seen_rank, _, seen = seen.partition(":")
+        if first_rank != seen_rank:  # a joined comparison supersedes a missing one, not back
+            return "new" if RANKS.get(seen_rank, 0) > RANKS.get(first_rank, 0) else "retry"
+    return "retry" if first in ("", seen) else "conflict"
+
+
 def conflict(table: str, event_id: str) -> ConflictingDuplicateError:
     """The dead-letter reason of an id stored before with other content."""
     shown = event_id.replace(ID_SEPARATOR, " / ")
@@ -73,19 +94,23 @@ class IdentityLedger:
     def __post_init__(self) -> None:
         self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
 
-    def verdicts(self, table: str, ids: Sequence[str], digests: Sequence[str]) -> list[Verdict]:
-        """Each row's fate against what is stored and the rows before it (nothing is noted)."""
+    def verdicts(
+        self, table: str, ids: Sequence[str], digests: Sequence[str], *, ranked: bool = False
+    ) -> list[Verdict]:
+        """Each row's fate against what is stored and the rows before it (nothing is noted).
+
+        ``ranked``: digests are ``<rank name>:<sha256>`` and a higher rank supersedes.
+        """
         unknown = sorted({i for i in ids if (table, i) not in self._recent})
         known = self._lookup(table, unknown) if unknown else {}
         known.update({i: self._recent[(table, i)] for i in ids if (table, i) in self._recent})
         out: list[Verdict] = []
         for event_id, seen_digest in zip(ids, digests, strict=True):
             first = known.get(event_id)
-            if first is None:
-                known[event_id] = seen_digest  # a later row of this batch repeats this one
-                out.append("new")
-            else:
-                out.append("retry" if first in ("", seen_digest) else "conflict")
+            verdict = "new" if first is None else fate(first, seen_digest, ranked=ranked)
+            if verdict == "new":
+                known[event_id] = seen_digest  # a later row of this batch is judged against it
+            out.append(verdict)
         return out
 
     def remember(self, table: str, ids: Sequence[str], digests: Sequence[str]) -> None:
@@ -120,5 +145,6 @@ __all__ = [
     "IdentityLedger",
     "conflict",
     "digest",
+    "fate",
     "row_ids",
 ]

@@ -76,6 +76,8 @@ _IDENTITY_IDS = {
     "routing_flags": "concat(route, '\\x1f', toString(version))",
 }
 _IDENTITY_TIMES = {"routing_flags": "changed_at"}
+#: A backfilled digest: empty (matches any content) but for the rank of a ranked table.
+_IDENTITY_DIGESTS = {"comparisons": "concat(status, ':')"}
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -318,7 +320,8 @@ ORDER BY (run_id, role, item_id)""",
 ORDER BY (table_name, id)""",
             *(
                 f"INSERT INTO {{db}}.event_ids (table_name, id, content_sha256, event_time) "  # noqa: S608 - fixed names
-                f"SELECT '{table}', {expression}, '', {_IDENTITY_TIMES.get(table, 'event_time')} "
+                f"SELECT '{table}', {expression}, {_IDENTITY_DIGESTS.get(table, repr(''))}, "
+                f"{_IDENTITY_TIMES.get(table, 'event_time')} "
                 f"FROM {{db}}.{table}"
                 for table, expression in _IDENTITY_IDS.items()
             ),

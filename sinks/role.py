@@ -309,6 +309,7 @@ class SinkRole:
         decoded: list[tuple[str, DecodedBatch[Any]]] = []
         refusals: list[tuple[Message, Exception]] = []  # sent once every lookup succeeded
         stored: list[_Rows] = []
+        copies: dict[str, int] = {}  # exact copies dropped, counted once the batch is decided
         for topic, messages in by_topic.items():
             values: list[bytes | None] = list(map(Message.value, messages))
             if None in values:  # a tombstone is not an event: it goes to the DLQ
@@ -321,13 +322,18 @@ class SinkRole:
             rows = dataclasses.replace(
                 rows, digests=[digest(messages[p].value()) for p in rows.positions]
             )
-            rows = _drop(rows, self._duplicates(topic, rows), messages, refusals)
+            duplicates = self._duplicates(rows)
+            rows = _drop(rows, duplicates, messages, refusals)
             decoded.append((topic, rows.events))
             stored.append(rows)
+            copies[topic] = sum(1 for error in duplicates.values() if error is None)
         for message, error in refusals:
             self._dead_letter(dlq, message, error)
         for rows in stored:  # from now on these are stored: later copies are retries
             self.sink.remember(rows.events, rows.digests or [])
+        for topic, count in copies.items():
+            if count:
+                self.counters.retries[topic] = self.counters.retries.get(topic, 0) + count
         return decoded
 
     def _out_of_band(self, events: DecodedBatch[Any]) -> dict[int, Exception | None]:
@@ -342,7 +348,7 @@ class SinkRole:
             return {}  # the whole batch is inside the band: the common case
         return {k: r for k, when in enumerate(times) if (r := self._band.refusal(when, now))}
 
-    def _duplicates(self, topic: str, rows: _Rows) -> dict[int, Exception | None]:
+    def _duplicates(self, rows: _Rows) -> dict[int, Exception | None]:
         """Rows whose id is stored: ``None`` for an exact copy, else the conflict."""
         if not rows.events.count:
             return {}
@@ -351,7 +357,6 @@ class SinkRole:
         for k, verdict in enumerate(verdicts):
             if verdict == "retry":
                 out[k] = None
-                self.counters.retries[topic] = self.counters.retries.get(topic, 0) + 1
             elif verdict == "conflict":
                 out[k] = self.sink.conflict(rows.events, k)
         return out

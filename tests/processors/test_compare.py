@@ -137,7 +137,7 @@ def test_result_before_request_is_held_then_joined() -> None:
     assert "closed" in step.entry
 
 
-def test_window_emits_missing_once_and_late_results_are_dropped() -> None:
+def test_window_emits_missing_once_and_a_late_result_joins_then() -> None:
     step = on_request(None, sample_request(request_id="r1"), ["gpt-4o"], now=0.0)
     assert step.entry is not None
     assert on_tick(step.entry, 59.0, 60, 600, 600).comparisons == []
@@ -146,8 +146,13 @@ def test_window_emits_missing_once_and_late_results_are_dropped() -> None:
     assert closed.entry is not None
     assert on_tick(closed.entry, 61.0, 60, 600, 600).comparisons == []
     late = on_shadow(closed.entry, shadow("r1"), 70.0)
-    assert (late.outcome, late.comparisons) == ("late", [])
-    assert on_tick(closed.entry, 660.0, 60, 600, 600).entry is None  # forgotten after retention
+    assert late.outcome == "late"
+    assert [(c.status, c.candidate_model) for c in late.comparisons] == [("joined", "gpt-4o")]
+    assert late.entry is not None
+    assert late.entry["missing"] == []
+    again = on_shadow(late.entry, shadow("r1"), 71.0)  # a redelivered late result
+    assert (again.outcome, again.comparisons) == ("duplicate", [])
+    assert on_tick(late.entry, 661.0, 60, 600, 600).entry is None  # forgotten after retention
 
 
 def test_redelivered_events_change_nothing() -> None:

@@ -21,7 +21,7 @@ from shadowlab.testing import (
     unique_topics,
 )
 from sinks.clickhouse import ClickHouseSink, insert_events
-from sinks.identity import IdentityLedger
+from sinks.identity import IdentityLedger, fate
 from sinks.migrations import MIGRATIONS, apply_migrations
 from sinks.role import SinkRole
 
@@ -109,3 +109,12 @@ def test_a_verdict_remembers_nothing_until_told(clickhouse: Client, ch_db: str) 
     assert ledger.verdicts("requests", ["a"], ["d2"]) == ["new"]  # a failed batch's retry
     ledger.remember("requests", ["a"], ["d1"])
     assert ledger.verdicts("requests", ["a", "a"], ["d1", "d2"]) == ["retry", "conflict"]
+
+
+def test_a_joined_comparison_supersedes_a_missing_one_and_never_the_reverse() -> None:
+    assert fate("missing:a", "joined:b", ranked=True) == "new"  # the late result's pair
+    assert fate("joined:b", "missing:a", ranked=True) == "retry"  # a stale missing, dropped
+    assert fate("joined:b", "joined:b", ranked=True) == "retry"
+    assert fate("joined:b", "joined:c", ranked=True) == "conflict"
+    assert fate("missing:", "missing:a", ranked=True) == "retry"  # backfilled by migration 6
+    assert fate("", "anything") == "retry"
