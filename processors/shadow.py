@@ -49,6 +49,7 @@ from shadowlab.core.kafka import (
     produce_dead_letter,
     produce_or_report,
     producer_config,
+    sleep_unless_stopped,
 )
 from shadowlab.core.limits import cut_text
 from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
@@ -233,7 +234,9 @@ class ShadowRole(BatchRole):
         async with limit:
             self.counters.in_flight += 1
             try:
-                result = await replay(candidate.client, candidate.endpoint, event, self.cfg)
+                result = await replay(
+                    candidate.client, candidate.endpoint, event, self.cfg, self._stop
+                )
             finally:
                 self.counters.in_flight -= 1
         name = candidate.config.model
@@ -336,6 +339,7 @@ async def replay(
     endpoint: ModelEndpoint,
     event: RequestEvent,
     cfg: ShadowSettings,
+    stop: threading.Event | None = None,
 ) -> ShadowResult | None:
     """Replay ``event`` against ``endpoint``; None when rate limited past what is honoured."""
     kwargs = event.request.model_dump(exclude_none=True)  # messages, tools, sampling params
@@ -358,7 +362,7 @@ async def replay(
             )
         retry_in = _retry_in(error, attempt, cfg)
         if retry_in is not None:
-            await asyncio.sleep(retry_in)
+            await sleep_unless_stopped(retry_in, stop)
             continue
         if isinstance(error, openai.RateLimitError) and not cfg.rate_limit_is_error:
             return None

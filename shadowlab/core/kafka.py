@@ -289,13 +289,32 @@ def commit(
             raise
 
 
+class StopRequested(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside a batch asked to stop mid-way: the loop returns, committing nothing."""
+
+
+async def sleep_unless_stopped(seconds: float, stop: threading.Event | None) -> None:
+    """Sleep ``seconds`` (a retry's backoff), or raise :class:`StopRequested` once ``stop``.
+
+    Raises:
+        StopRequested: the role was asked to stop; the batch is read again after a restart.
+    """
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if stop is not None and stop.is_set():
+            raise StopRequested
+        await asyncio.sleep(min(left, 0.1))
+
+
 @dataclass
 class BatchLoop:
     """One consume → process → flush → commit loop, the same for every async role.
 
     Each batch's outputs (and dead letters) are produced by ``process``, all delivered
     (:func:`flush_all`), then ``delivered`` runs, then the offsets are committed: a crash
-    at any point redelivers the batch, never loses it (at-least-once).
+    at any point redelivers the batch, never loses it (at-least-once). A ``process`` that
+    raises :class:`StopRequested` (a retry's wait cut short by a stop) ends the loop with
+    nothing committed.
 
     Args:
         role: the role's name, for logs.
@@ -328,7 +347,11 @@ class BatchLoop:
         while not self.stop.is_set():
             batch = await asyncio.to_thread(self.consumer.consume, self.batch_size, self.poll_s)
             if batch:
-                await process(without_errors(batch, self.role))
+                try:
+                    await process(without_errors(batch, self.role))
+                except StopRequested:  # nothing committed: the batch is read again
+                    log.info("%s: stopped mid-batch; it will be read again", self.role)
+                    return
                 await asyncio.to_thread(flush_all, self.producer, self.stop, self.outputs)
                 if delivered is not None:
                     delivered()
