@@ -28,18 +28,15 @@ is forgotten if the partition then moves to another worker before a later event 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 from faust.types import tuples as faust_tuples
 from mode.utils.queues import ThrowableQueue
 
-from shadowlab.core.errors import JoinFailedError
-from shadowlab.core.kafka import consumer_config
+from processors.offsets import RawEvent, committed_offsets, read_range
 
 TP = tuple[str, int]
 
@@ -56,33 +53,6 @@ class KeptTopic(faust.Topic):
                 maxsize = self.app.conf.stream_buffer_maxsize
             self._queue = self.app.FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
         return self._queue
-
-
-@dataclass(frozen=True)
-class RawEvent:
-    """One event read directly from Kafka: what the join needs of a faust message."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    def to_message(self, generation_id: int) -> faust_tuples.Message:
-        """This event as a faust message of ``generation_id`` (to ack it to faust's consumer)."""
-        tp = faust_tuples.TP(self.topic, self.partition)
-        return faust_tuples.Message(
-            *tp,
-            self.offset,
-            0.0,
-            0,
-            None,
-            self.key,
-            self.value,
-            None,
-            tp=tp,
-            generation_id=generation_id,
-        )
 
 
 @dataclass
@@ -128,72 +98,28 @@ class OffsetGuard:
         self.handled.add(tp)
 
 
-def committed_offsets(conf: Mapping[str, str], group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
-    """The next offset ``group_id`` will read in each of ``tps``.
-
-    That is the committed offset, or the log start where the group has committed nothing
-    (the join reads from the earliest offset then). Reading them does not join the group.
-
-    Raises:
-        JoinFailedError: Kafka did not answer.
-    """
-    consumer = Consumer(consumer_config(conf, group_id))
-    try:
-        answer = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
-        offsets: dict[TP, int] = {}
-        for tp in answer:
-            if tp.offset == OFFSET_INVALID or tp.offset < 0:
-                low, _high = consumer.get_watermark_offsets(tp, timeout=10)
-                offsets[tp.topic, tp.partition] = low
-            else:
-                offsets[tp.topic, tp.partition] = tp.offset
-        return offsets
-    except KafkaException as exc:
-        raise JoinFailedError(f"could not read the join's committed offsets: {exc}") from exc
-    finally:
-        consumer.close()
+def as_faust_message(raw: RawEvent, generation_id: int) -> faust_tuples.Message:
+    """``raw`` as a faust message of ``generation_id`` (to ack it to faust's consumer)."""
+    tp = faust_tuples.TP(raw.topic, raw.partition)
+    return faust_tuples.Message(
+        *tp,
+        raw.offset,
+        0.0,
+        0,
+        None,
+        raw.key,
+        raw.value,
+        None,
+        tp=tp,
+        generation_id=generation_id,
+    )
 
 
-def read_range(
-    conf: Mapping[str, str], tp: TP, offsets: range, timeout_s: float = 30.0
-) -> list[RawEvent]:
-    """Read the events at ``offsets`` of partition ``tp`` directly (no consumer group).
-
-    Offsets the log does not hold (transaction markers, compacted records) are simply absent
-    from the answer.
-
-    Raises:
-        JoinFailedError: the range could not be read within ``timeout_s``.
-    """
-    topic, partition = tp
-    consumer = Consumer(consumer_config(conf, "shadowlab-join-catchup"))
-    events: list[RawEvent] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        consumer.assign([TopicPartition(topic, partition, offsets.start)])
-        position = offsets.start
-        while position < offsets.stop:
-            if time.monotonic() > deadline:
-                raise JoinFailedError(
-                    f"could not read {topic}[{partition}] offsets {offsets.start}.."
-                    f"{offsets.stop - 1} within {timeout_s:g} s (stopped at {position})"
-                )
-            for message in consumer.consume(500, 0.2):
-                if message.error() is not None:
-                    raise JoinFailedError(f"reading {topic}[{partition}]: {message.error()}")
-                offset = message.offset()
-                if offset is None:
-                    continue
-                if offset in offsets:
-                    events.append(
-                        RawEvent(topic, partition, offset, message.key(), message.value())
-                    )
-                position = max(position, offset + 1)
-            (at,) = consumer.position([TopicPartition(topic, partition)])
-            position = max(position, at.offset)
-        return events
-    finally:
-        consumer.close()
-
-
-__all__ = ["KeptTopic", "OffsetGuard", "RawEvent", "committed_offsets", "read_range"]
+__all__ = [
+    "KeptTopic",
+    "OffsetGuard",
+    "RawEvent",
+    "as_faust_message",
+    "committed_offsets",
+    "read_range",
+]

@@ -33,7 +33,14 @@ import faust
 from mode.supervisors import CrashingSupervisor
 
 from processors.budget import replay_candidates
-from processors.catchup import KeptTopic, OffsetGuard, RawEvent, committed_offsets, read_range
+from processors.catchup import (
+    KeptTopic,
+    OffsetGuard,
+    RawEvent,
+    as_faust_message,
+    committed_offsets,
+    read_range,
+)
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
 from shadowlab.core.errors import EventTimeOutOfBandError, JoinFailedError
@@ -210,7 +217,7 @@ class JoinRole:
                         await self._handle(current, table, apply, app)
                         self._guard.processed((current.topic, current.partition), current.offset)
                     for raw in missed:  # so that faust's commits go past them
-                        app.consumer.ack(raw.to_message(message.generation_id))
+                        app.consumer.ack(as_faust_message(raw, message.generation_id))
                 except Exception as exc:
                     self.failed = FailedEvent(current.topic, current.partition, current.offset, exc)
                     log.exception("join failed on %s[%s]@%s", *_where(current))

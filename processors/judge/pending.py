@@ -3,8 +3,8 @@
 Pairwise judging needs the primary answer and the context, which travel on ``llm.requests``,
 and the candidate's answer, on ``llm.shadow``; either may be consumed first. This map holds
 whichever came first, per ``request_id``, for at most ``ttl_s`` seconds and ``limit``
-entries (the oldest go first). It lives in memory only: a restarted judge loses the pairs
-that were waiting, which only lowers the sample a little.
+entries (the oldest go first). It lives in memory; a restarted judge rebuilds it from the
+tail of what it had consumed (:meth:`processors.judge.role.JudgeRole.rebuild_pending`).
 """
 
 from __future__ import annotations

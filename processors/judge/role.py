@@ -7,8 +7,9 @@ One consumer group reads ``llm.requests`` and ``llm.shadow``:
 - **pairwise preference** of each candidate's shadow answer against the primary answer, at
   ``judge.pairwise_sample_rate``. The primary answer and the context come with the request
   and the candidate's answer with the shadow result; whichever is consumed first waits in
-  memory (:class:`~processors.judge.pending.PendingPairs`, bounded, with a TTL). A restart
-  loses the pairs that were waiting: this is sampling, the sample is only a little smaller.
+  memory (:class:`~processors.judge.pending.PendingPairs`, bounded, with a TTL). A started
+  role rebuilds the pairs that were waiting from the last ``judge.rebuild_tail`` events it
+  had consumed on each partition (:meth:`JudgeRole.rebuild_pending`).
 
 Sampling is decided by a hash of the request id (a redelivered event gets the same decision);
 each kind is judged only while the route is in one of its stages (``faithfulness_stages``,
@@ -49,8 +50,9 @@ from processors.judge.prompts import (
     pairwise_messages,
     verify_messages,
 )
+from processors.offsets import consumed_tail
 from schemas import EventValidationError, Judgement, RequestEvent, ShadowResult
-from shadowlab.core.errors import ConfigError, EventTimeOutOfBandError
+from shadowlab.core.errors import ConfigError, EventTimeOutOfBandError, ShadowlabError
 from shadowlab.core.kafka import (
     BatchCounters,
     BatchLoop,
@@ -188,6 +190,11 @@ class JudgeRole(BatchRole):
         consumer.subscribe([topics.requests, topics.shadow])
         self._consumer = consumer
         limit = asyncio.Semaphore(self.cfg.concurrency)
+        try:
+            waiting = await asyncio.to_thread(self.rebuild_pending)
+            log.info("judge: %d requests and results waiting for their other half", waiting)
+        except ShadowlabError as exc:  # a smaller sample, not a stop
+            log.warning("judge: could not rebuild the waiting pairs (%s); starting with none", exc)
 
         async def process(batch: list[Message]) -> None:
             jobs = self._plan(batch, producer)
@@ -256,15 +263,24 @@ class JudgeRole(BatchRole):
             else:
                 free = precheck(event.answer, context_of(event)) is not None
                 jobs.append(_Job("faithfulness", rid, event.model, event=event, free=free))
-        if not judge_sampled(rid, "pairwise", self.cfg.pairwise_sample_rate):
+        request = self._pairwise_request(event)
+        if request is None:
             return jobs
+        for result in self._pending.add_request(request, time.monotonic()):
+            jobs.extend(self._pair(request, result))
+        return jobs
+
+    def _pairwise_request(self, event: RequestEvent) -> PendingRequest | None:
+        """What pairwise judging keeps of ``event``, when it is sampled and in stage."""
+        if not judge_sampled(event.request_id, "pairwise", self.cfg.pairwise_sample_rate):
+            return None
         if not self._stage_allows(event.route, self.cfg.pairwise_stages):
-            return jobs
+            return None
         route = self._routes.get(event.route)
         stage = self._stage_of(event.route) if self._stage_of else None
         wanted, _ = replay_candidates(event, list(route.candidates) if route else [], stage)
-        request = PendingRequest(
-            request_id=rid,
+        return PendingRequest(
+            request_id=event.request_id,
             route=event.route,
             event_time=event.event_time,
             question=question_of(event),
@@ -274,9 +290,35 @@ class JudgeRole(BatchRole):
             expected=frozenset(c.model for c in wanted),
             primary_ok=event.status == "ok" and event.answer is not None,
         )
-        for result in self._pending.add_request(request, time.monotonic()):
-            jobs.extend(self._pair(request, result))
-        return jobs
+
+    def rebuild_pending(self) -> int:
+        """Rebuild the pairs that were waiting when the role last stopped; return how many.
+
+        The last ``judge.rebuild_tail`` events before the group's committed offset of every
+        partition of both topics were consumed already: a pair whose two halves are both
+        there was judged then (it is marked judged, not asked again), and a half whose other
+        half is not there is waiting again, as it was.
+        """
+        topics = (self.settings.topics.requests, self.settings.topics.shadow)
+        now = time.monotonic()
+        for raw in consumed_tail(
+            self._connection, self.cfg.group_id, topics, self.cfg.rebuild_tail
+        ):
+            model = RequestEvent if raw.topic == topics[0] else ShadowResult
+            try:
+                event = model.from_json(raw.value or b"")
+            except EventValidationError:
+                continue  # dead-lettered when it was consumed
+            if isinstance(event, RequestEvent):
+                request = self._pairwise_request(event)
+                paired = self._pending.add_request(request, now) if request is not None else []
+                for result in paired:
+                    self._judged.add((result.request_id, f"pairwise:{result.candidate}"))
+            elif judge_sampled(
+                event.request_id, "pairwise", self.cfg.pairwise_sample_rate
+            ) and self._pending.add_result(event, now):
+                self._judged.add((event.request_id, f"pairwise:{event.candidate}"))
+        return len(self._pending)
 
     def _on_result(self, result: ShadowResult) -> list[_Job]:
         if not judge_sampled(result.request_id, "pairwise", self.cfg.pairwise_sample_rate):

@@ -273,6 +273,9 @@ class JudgeSettings(_Section):
     #: request), and how many may wait at once.
     pending_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     pending_limit: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    #: Events per partition re-read at start (before the committed offset) to rebuild the
+    #: pairs that were waiting when the role stopped (0: start with none waiting).
+    rebuild_tail: Annotated[int, Field(ge=0, le=1_000_000)] = 5_000
     #: Answers at or above this token F1 are a pairwise tie without asking the judge.
     near_identical_f1: Annotated[float, Field(ge=0, le=1)] = 0.95
     #: Rollout stages in which each kind is judged (a route without flags: always).

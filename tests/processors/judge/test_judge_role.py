@@ -272,3 +272,26 @@ def test_redelivery_gives_the_same_judgement_ids_and_offsets_are_committed(
     run_until(restarted, _judged(restarted, 1))
     assert restarted.counters.consumed == 1
     assert restarted.counters.judgements == {"faithfulness": 1}
+
+
+def test_pairs_waiting_at_a_restart_are_rebuilt_and_judged_once(
+    simulator: Simulator, kafka: dict[str, str], topics: dict[str, str], tmp_path: Path
+) -> None:
+    settings = _settings(simulator, tmp_path, topics, sample_rate=0.0)
+    # before the restart: one pair complete (judged), one request still waiting for its result
+    produce(kafka, topics["requests"], [_request("done-1", FAITHFUL), _request("wait-1", FAITHFUL)],
+            "request_id")  # fmt: skip
+    produce(kafka, topics["shadow"], [_shadow("done-1", WRONG)], "request_id")
+    first = JudgeRole(settings, kafka)
+    run_until(first, _judged(first, 1))
+    assert first.pending == 1
+    # after it: the waiting request is rebuilt from the consumed tail; the judged pair is not
+    # asked again
+    second = JudgeRole(settings, kafka)
+    assert second.rebuild_pending() == 1
+    produce(kafka, topics["shadow"], [_shadow("wait-1", WRONG), _shadow("done-1", WRONG)],
+            "request_id")  # fmt: skip
+    run_until(second, _judged(second, 1))
+    assert second.counters.judgements == {"pairwise": 1}
+    judgements = read_events(kafka, topics["judgements"], Judgement, count=2)
+    assert sorted(j.request_id for j in judgements) == ["done-1", "wait-1"]
