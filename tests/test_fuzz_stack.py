@@ -123,6 +123,9 @@ def _generate(now: dt.datetime) -> dict[str, list[bytes | None]]:
             for k in range(2):
                 huge = {**_valid(base, topic, count + k, now), "answer": "é" * 450_000}
                 payloads.append(json.dumps(huge, ensure_ascii=False).encode())
+            for k in range(2):  # huge and invalid: dead-lettered as its head, length and digest
+                bad = {**_valid(base, topic, count + 2 + k, now), "answer": "é" * 525_000, "x": 1}
+                payloads.append(json.dumps(bad, ensure_ascii=False).encode())
         out[topic] = payloads
     return out
 

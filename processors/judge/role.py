@@ -60,6 +60,7 @@ from shadowlab.core.kafka import (
     consumer_config,
     dead_letter_of,
     produce_dead_letter,
+    produce_or_report,
     producer_config,
 )
 from shadowlab.core.settings import JudgeSettings, Settings
@@ -412,9 +413,12 @@ class JudgeRole(BatchRole):
             self.counters.verdicts[job.kind] += 1
         if judgement.preference is not None:
             self.counters.preferences[judgement.preference] += 1
-        producer.produce(
-            self.settings.topics.judgements, value=judgement.to_json(), key=job.request_id
+        topic, what = (
+            self.settings.topics.judgements,
+            f"the {job.kind} judgement of {job.request_id}",
         )
+        if not produce_or_report(producer, topic, judgement.to_json(), job.request_id, what=what):
+            self.counters.undeliverable += 1  # logged; the role goes on
         producer.poll(0)
 
     async def _faithfulness(self, job: _Job) -> tuple[Judgement, float]:
