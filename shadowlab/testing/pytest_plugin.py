@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from shadowlab.core.kafka import ensure_topics
 from shadowlab.embedded.broker import EmbeddedBroker
 from sinks.clickhouse import open_client
-from sinks.migrations import apply_migrations
+from sinks.migrations import MIGRATIONS, apply_migrations
 
 
 @pytest.fixture(scope="session")
@@ -69,4 +69,20 @@ def ch_db(clickhouse: Client) -> Iterator[str]:
     clickhouse.command(f"DROP DATABASE IF EXISTS {name}")
 
 
-__all__ = ["broker", "ch_db", "clickhouse", "kafka", "topic_factory"]
+@pytest.fixture
+def ch_db_at(clickhouse: Client) -> Iterator[Callable[[int], str]]:
+    """Make fresh databases migrated up to a version (to test a later migration on them)."""
+    made: list[str] = []
+
+    def make(version: int) -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        apply_migrations(clickhouse, name, tuple(m for m in MIGRATIONS if m.version <= version))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        clickhouse.command(f"DROP DATABASE IF EXISTS {name}")
+
+
+__all__ = ["broker", "ch_db", "ch_db_at", "clickhouse", "kafka", "topic_factory"]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from clickhouse_connect.driver.client import Client
 
 from shadowlab.core.kafka import ensure_topics
@@ -22,7 +20,7 @@ from shadowlab.testing import (
 )
 from sinks.clickhouse import ClickHouseSink, insert_events
 from sinks.identity import IdentityLedger, fate
-from sinks.migrations import MIGRATIONS, apply_migrations
+from sinks.migrations import apply_migrations
 from sinks.role import SinkRole
 
 T = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
@@ -82,17 +80,10 @@ def test_copies_are_dropped_and_conflicts_dead_lettered_whatever_the_event_time(
     assert _stored(clickhouse, ch_db) == {"id-1": (T, "Two years."), "id-2": (T, "a")}
 
 
-@pytest.fixture
-def db_before_identities(clickhouse: Client) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    apply_migrations(clickhouse, name, MIGRATIONS[:5])
-    yield name
-    clickhouse.command(f"DROP DATABASE IF EXISTS {name}")
-
-
 def test_events_stored_before_the_migration_are_known_after_it(
-    clickhouse: Client, db_before_identities: str
+    clickhouse: Client, ch_db_at: Callable[[int], str]
 ) -> None:
+    db_before_identities = ch_db_at(5)
     db = db_before_identities
     old = sample_request(request_id="old-1", event_time=T)
     insert_events(clickhouse, db, [old])

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -12,7 +11,7 @@ from clickhouse_connect.driver.client import Client
 from schemas import FeedbackEvent, RequestEvent, ShadowResult
 from shadowlab.testing import sample_request, sample_shadow
 from sinks.clickhouse import insert_events
-from sinks.migrations import MIGRATIONS, apply_migrations
+from sinks.migrations import apply_migrations
 from sinks.rollups import ROLLUP_VIEWS
 
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -108,17 +107,10 @@ def test_rollups_count_each_event_once_despite_duplicate_inserts(
     assert csat[1] == pytest.approx(sum(f.csat or 0 for f in feedback) / len(feedback))
 
 
-@pytest.fixture
-def db_before_rollups(clickhouse: Client) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    apply_migrations(clickhouse, name, MIGRATIONS[:2])
-    yield name
-    clickhouse.command(f"DROP DATABASE IF EXISTS {name}")
-
-
 def test_the_rollup_migration_backfills_existing_events(
-    clickhouse: Client, db_before_rollups: str
+    clickhouse: Client, ch_db_at: Callable[[int], str]
 ) -> None:
+    db_before_rollups = ch_db_at(2)
     requests, results, _ = _traffic()
     insert_events(clickhouse, db_before_rollups, requests)
     insert_events(clickhouse, db_before_rollups, results)
