@@ -299,9 +299,7 @@ class JoinRole:
                 event = RequestEvent.from_json(raw)
             else:
                 event = ShadowResult.from_json(raw)
-            refusal = self._band.refusal(event.event_time, dt.datetime.now(dt.UTC))
-            if refusal is not None:
-                raise refusal
+            self._band.admit(event.event_time, dt.datetime.now(dt.UTC))
             key = event.request_id
             if isinstance(event, RequestEvent):
                 step = on_request(table.get(key), event, self.expected(event), now)

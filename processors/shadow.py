@@ -173,9 +173,7 @@ class ShadowRole(BatchRole):
             self.counters.consumed += 1
             try:
                 event = RequestEvent.from_json(message.value() or b"")
-                refusal = self._band.refusal(event.event_time, now)
-                if refusal is not None:
-                    raise refusal
+                self._band.admit(event.event_time, now)
             except (EventValidationError, EventTimeOutOfBandError) as exc:
                 self.counters.malformed += 1
                 letter = dead_letter_of(message, role="shadow", error=exc, dlq_suffix=dlq_suffix)

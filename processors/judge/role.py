@@ -230,9 +230,7 @@ class JudgeRole(BatchRole):
                     event = RequestEvent.from_json(message.value() or b"")
                 else:
                     event = ShadowResult.from_json(message.value() or b"")
-                refusal = self._band.refusal(event.event_time, now)
-                if refusal is not None:
-                    raise refusal
+                self._band.admit(event.event_time, now)
                 if isinstance(event, RequestEvent):
                     planned = self._on_request(event)
                 else:

@@ -44,6 +44,16 @@ class EventTimeBand:
             )
         return None
 
+    def admit(self, event_time: dt.datetime, now: dt.datetime) -> None:
+        """Raise :meth:`refusal`'s error when ``event_time`` is not admitted at ``now``.
+
+        Raises:
+            EventTimeOutOfBandError: naming the band.
+        """
+        refusal = self.refusal(event_time, now)
+        if refusal is not None:
+            raise refusal
+
 
 def _iso(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
