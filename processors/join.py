@@ -62,6 +62,8 @@ class JoinCounters:
     open_entries: int = 0
     #: Events faust skipped and the join read directly (see :mod:`processors.catchup`).
     caught_up: int = 0
+    #: Timer ticks done (each looks at every entry's window).
+    ticks: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class JoinRole:
             value_serializer="raw",
         )
         output = app.topic(topics.comparisons, key_serializer="raw", value_serializer="raw")
-        table = app.Table("pairs", key_type=str, use_partitioner=True)
+        table = app.Table(pairs_table(topics.requests), key_type=str, use_partitioner=True)
 
         async def emit(comparisons: list[Comparison]) -> None:
             for comparison in comparisons:
@@ -237,6 +239,7 @@ class JoinRole:
                 if step.outcome == "orphan":
                     self.counters.outcomes["orphan"] += 1
             self.counters.open_entries = len(table)
+            self.counters.ticks += 1
 
         app.timer(cfg.tick_s)(tick)
         return app
@@ -331,6 +334,17 @@ class JoinRole:
         topic.send_soon(key=comparison.request_id.encode(), value=comparison.to_json())
 
 
+def pairs_table(requests_topic: str) -> str:
+    """The name of the join's table (its changelog is ``<group_id>-<name>-changelog``).
+
+    It names the requests topic it pairs: the table's entries only mean something with the
+    consumer offsets of those topics, so two deployments on one cluster that share a
+    ``group_id`` but not their topics never recover each other's entries (their ``missing``
+    comparisons would be false ones).
+    """
+    return f"pairs-{requests_topic}"
+
+
 def _where(message: Any) -> tuple[str, int, int]:
     return message.topic, message.partition, message.offset
 
@@ -359,4 +373,4 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
-__all__ = ["FailedEvent", "JoinCounters", "JoinRole"]
+__all__ = ["FailedEvent", "JoinCounters", "JoinRole", "pairs_table"]

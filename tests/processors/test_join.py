@@ -26,8 +26,10 @@ from shadowlab.testing import (
     read_messages,
     route_config,
     run_until,
+    running,
     sample_request,
     sample_shadow,
+    wait_until,
 )
 
 
@@ -314,3 +316,28 @@ def test_huge_answers_are_joined_without_overflowing_the_table(
     assert comparison.exact_match is True  # the whole answers, stripped, are equal
     assert comparison.length_ratio == pytest.approx((len(huge) + 1) / len(huge))
     assert comparison.similarity == 1.0
+
+
+def test_deployments_sharing_a_group_id_never_recover_each_others_entries(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    first = _settings(topic_factory, tmp_path / "a", window_s=60.0)
+    produce(kafka, first.topics.requests, _pairs(20, "first")[0], "request_id")  # none answered
+    role = _role(first, broker)
+    run_until(role, lambda: role.counters.outcomes["waiting"] == 20)
+
+    shared = {"group_id": first.join.group_id, "window_s": 0.5, "tick_s": 0.1}
+    second = _settings(topic_factory, tmp_path / "b", **shared)
+    requests, results = _pairs(1, "second")
+    produce(kafka, second.topics.requests, requests, "request_id")
+    produce(kafka, second.topics.shadow, results, "request_id")
+    other = _role(second, broker)
+    with running(other):
+        wait_until(lambda: other.counters.comparisons["joined"] == 1, what=lambda: other.counters)
+        joined_at = other.counters.ticks
+        wait_until(lambda: other.counters.ticks > joined_at + 10)  # windows of 0.5 s are over
+    assert other.counters.comparisons == {"joined": 1}  # no false missing for the first's 20
+    assert other.counters.open_entries <= 1
