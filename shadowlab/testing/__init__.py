@@ -32,6 +32,8 @@ from shadowlab.testing.configs import (
     write_config,
 )
 from shadowlab.testing.helpers import (
+    end_offsets,
+    group_lag,
     is_running,
     produce,
     read_events,
@@ -50,6 +52,8 @@ __all__ = [
     "UNREACHABLE_URL",
     "Role",
     "build_config",
+    "end_offsets",
+    "group_lag",
     "is_running",
     "make_settings",
     "models_at",

@@ -292,3 +292,54 @@ def read_events(
         event_type.from_json(m.value() or b"")
         for m in read_messages(connection, topic, count, timeout_s=timeout_s, key=key)
     ]
+
+
+def end_offsets(
+    connection: Mapping[str, str], partitions: Iterable[tuple[str, int]], *, timeout_s: float = 30.0
+) -> dict[tuple[str, int], int]:
+    """The log end offset of each (topic, partition), from Fetch responses (no group).
+
+    Not ``get_watermark_offsets`` (a ListOffsets request): the embedded broker answers that
+    wrongly (the base offset of the last batch + 1), while the high watermark of a Fetch
+    response is right on both brokers. A fetch from the start of each partition returns it.
+
+    Raises:
+        TimeoutError: a partition answered no fetch in time.
+    """
+    wanted = list(partitions)
+    conf = {**connection, **CONSUMER_DEFAULTS, "group.id": f"ends-{uuid.uuid4().hex}"}
+    consumer = Consumer(conf)
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in wanted])
+        ends: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ends) < len(wanted):
+            consumer.consume(num_messages=1, timeout=0.1)
+            for tp in wanted:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+                if high >= 0:
+                    ends[tp] = high
+            if len(ends) < len(wanted) and time.monotonic() > deadline:
+                absent = sorted(set(wanted) - set(ends))
+                raise TimeoutError(f"no fetch answered in {timeout_s:g} s for {absent}")
+        return ends
+    finally:
+        consumer.close()
+
+
+def group_lag(
+    connection: Mapping[str, str], group: str, partitions: Iterable[tuple[str, int]]
+) -> int:
+    """Messages of ``partitions`` that consumer group ``group`` has not committed yet.
+
+    Exact on both brokers (the end offsets come from :func:`end_offsets`): 0 means the group
+    has committed everything written so far.
+    """
+    wanted = list(partitions)
+    ends = end_offsets(connection, wanted)
+    consumer = Consumer({**connection, **CONSUMER_DEFAULTS, "group.id": group})
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in wanted], 10)
+    finally:
+        consumer.close()
+    return sum(ends[(tp.topic, tp.partition)] - max(tp.offset, 0) for tp in committed)

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from shadowlab.core.settings import load_settings
 from shadowlab.testing import (
     UNREACHABLE_URL,
     build_config,
+    end_offsets,
+    group_lag,
     is_running,
     make_settings,
     models_at,
+    produce,
     route_config,
     run_until,
     running,
+    sample_request,
     simulated_models,
     simulator_config,
     unique_topics,
@@ -150,3 +157,21 @@ def test_simulator_config_takes_profiles_or_fields_and_overrides_seed_and_scale(
     with simulated_models([{"name": "m"}], time_scale=0.01) as sim:
         assert sim.base_url.startswith("http://127.0.0.1:")
         assert sim.config.profile("m") is not None
+
+
+def test_end_offsets_and_group_lag_count_every_message_on_the_embedded_broker(
+    kafka: dict[str, str], topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory("ends", 2)
+    for size in (1, 10, 100, 1, 37):  # batches: ListOffsets on Tansu reports 113, not 149
+        produce(kafka, topic, [sample_request() for _ in range(size)], "request_id")
+    ends = end_offsets(kafka, [(topic, 0), (topic, 1)])
+    assert sum(ends.values()) == 149
+    group = f"lag-{uuid.uuid4().hex[:6]}"
+    assert group_lag(kafka, group, ends) == 149
+    consumer = Consumer({**kafka, "group.id": group, "enable.auto.commit": "false"})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, ends[(topic, 0)])], asynchronous=False)
+    finally:
+        consumer.close()
+    assert group_lag(kafka, group, ends) == ends[(topic, 1)]
