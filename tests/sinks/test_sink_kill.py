@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from shadowlab.testing import produce, sample_request, sample_shadow
+from shadowlab.testing import produce, sample_request, sample_shadow, wait_until
 
 N = 20_000
 
@@ -27,14 +26,6 @@ def _committed(kafka: dict[str, str], group: str, topics: list[str]) -> int:
     finally:
         consumer.close()
     return sum(max(tp.offset, 0) for tp in tps)
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -69,14 +60,16 @@ def test_sink_killed_mid_batch_and_restarted_stores_everything_once(
 
     first = sink()
     # kill it once some batches are committed and more are being read and written
-    _wait(lambda: _committed(kafka, group, [requests, shadow]) > 0, 60, "no commit")
+    wait_until(lambda: _committed(kafka, group, [requests, shadow]) > 0, 60, what="no commit")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     at_kill = _committed(kafka, group, [requests, shadow])
     assert 0 < at_kill < 2 * N
 
     second = sink()
-    _wait(lambda: _committed(kafka, group, [requests, shadow]) == 2 * N, 120, "not all stored")
+    wait_until(
+        lambda: _committed(kafka, group, [requests, shadow]) == 2 * N, 120, what="not all stored"
+    )
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
 
