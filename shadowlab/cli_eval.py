@@ -1,23 +1,39 @@
 """``shadowlab eval``: the golden-set comparison of the current model and a candidate.
 
 Exit status: 0 the pre-deployment gate passed, 1 it failed, 2 inconclusive, 3 a usage or
-input error (bad option, unknown model, unreadable file, unreachable endpoint). The work is
+input error (bad option, unknown model, unreadable file, unreachable endpoint, a golden set
+that already decided the route's offline gate without ``--rerun-reason``). The work is
 :mod:`shadowlab.offline_eval`'s; this module is the command.
+
+With ``--route`` (and storing), the repeated-test rule
+(:mod:`processors.evaluation.reruns`) is checked on ClickHouse before any model is called,
+and again just before the decision is published (a concurrent run may have published one in
+between). ClickHouse is where the decision goes and where the controller reads it, so when it
+cannot be reached the command stops at once: nothing is published, nothing is spent.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from processors.evaluation.golden import Matcher, flips
+from processors.evaluation.reruns import Rerun, golden_digest
 from processors.evaluation.store import run_json, store_run
+from shadowlab.cli_flags import ActorOption, actor_name
 from shadowlab.cli_state import clickhouse_client, current_settings, err_console, use_config
 from shadowlab.core.errors import ConfigError
-from shadowlab.offline_eval import print_run, publish_offline, read_golden, run_evaluation
+from shadowlab.offline_eval import (
+    check_golden_set,
+    print_run,
+    publish_offline,
+    read_golden,
+    run_evaluation,
+)
 
 EXIT = {"pass": 0, "fail": 1, "inconclusive": 2}
 
@@ -39,6 +55,14 @@ def eval_command(
         typer.Option(help="Judge model for faithfulness (default: `judge.model`; none: skip)."),
     ] = None,
     store: Annotated[bool, typer.Option(help="Store the run in ClickHouse.")] = True,
+    rerun_reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Why a golden set that already decided this route's offline gate for the "
+            "candidate is used again (recorded in the decision and alerted)."
+        ),
+    ] = None,
+    actor: ActorOption = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML settings (as `shadowlab -c`).")
     ] = None,
@@ -56,17 +80,33 @@ def eval_command(
     judge = judge or settings.judge.model
     if judge is None:
         err_console.print("no judge model (`judge.model` or --judge): faithfulness is not scored")
-    run = run_evaluation(
-        settings, models, items, golden, matcher=chosen, concurrency=concurrency, judge=judge,
-        threshold=threshold, route=route,
-    )  # fmt: skip
-    flipped = flips(run.results["current"], run.results["candidate"])
-    print_run(run, flipped.broken, flipped.fixed)
-    if store:
-        with clickhouse_client(settings, migrate=True) as client:
+    with ExitStack() as stack:
+        # opened first: an unreachable ClickHouse stops the command before any model call
+        client = stack.enter_context(clickhouse_client(settings, migrate=True)) if store else None
+        digest, who = golden_digest(items), actor_name(actor)
+
+        def policy() -> Rerun | None:
+            if client is None or route is None:
+                return None  # nothing is published
+            return check_golden_set(settings, client, route=route, candidate=candidate,
+                                    digest=digest, golden=golden, reason=rerun_reason,
+                                    actor=who)  # fmt: skip
+
+        policy()  # refuses a used golden set before spending on it
+        run = run_evaluation(
+            settings, models, items, golden, matcher=chosen, concurrency=concurrency,
+            judge=judge, threshold=threshold, route=route,
+        )  # fmt: skip
+        flipped = flips(run.results["current"], run.results["candidate"])
+        print_run(run, flipped.broken, flipped.fixed)
+        if client is not None:
             store_run(client, settings.clickhouse.database, run)
             if route is not None:
-                publish_offline(settings, client, run, route)
+                rerun = policy()  # again: another run may have published in the meantime
+                if rerun is None and rerun_reason is not None:
+                    err_console.print("the first decision on this golden set: --rerun-reason "
+                                      "is not recorded")  # fmt: skip
+                publish_offline(settings, client, run, route, rerun=rerun)
     if json_out is not None:
         document = run_json(run, {"broken": flipped.broken, "fixed": flipped.fixed})
         json_out.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")

@@ -34,6 +34,13 @@ from processors.evaluation.golden import (
     parse_golden,
     summarise,
 )
+from processors.evaluation.reruns import (
+    Rerun,
+    earlier_runs,
+    golden_digest,
+    rerun_alert,
+    rerun_policy,
+)
 from processors.evaluation.runner import Faithfulness, check_reachable, run_items
 from processors.evaluation.store import EvalRun, offline_decision
 from processors.judge.faithfulness import judge_faithfulness
@@ -170,7 +177,8 @@ def run_evaluation(
     return EvalRun(
         run_id=f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", started_at=started,
         finished_at=dt.datetime.now(dt.UTC), golden_file=str(golden),
-        golden_sha256=hashlib.sha256(golden.read_bytes()).hexdigest(), matcher=matcher,
+        golden_sha256=hashlib.sha256(golden.read_bytes()).hexdigest(),
+        golden_digest=golden_digest(items), matcher=matcher,
         route=route, summaries=summaries, results=results, gate=gate,
     )  # fmt: skip
 
@@ -194,18 +202,56 @@ def print_run(run: EvalRun, broken: list[str], fixed: list[str]) -> None:
     )
 
 
-def publish_offline(settings: Settings, client: Client, run: EvalRun, route: str) -> None:
-    """Store the offline decision in ClickHouse and publish it on ``gate.decisions``."""
+def check_golden_set(
+    settings: Settings, client: Client, *, route: str, candidate: str, digest: str,
+    golden: Path, reason: str | None, actor: str,
+) -> Rerun | None:  # fmt: skip
+    """Apply the repeated-test rule to an offline decision about to be published.
+
+    Returns:
+        ``None`` for the first decision on this golden set (route, candidate), else the
+        re-run to record (``reason`` given).
+
+    Raises:
+        GoldenSetReusedError: the set was used before and no ``reason`` is given.
+    """
+    earlier = earlier_runs(client, settings.clickhouse.database, route=route,
+                           candidate=candidate, digest=digest)  # fmt: skip
+    return rerun_policy(earlier, route=route, candidate=candidate, digest=digest,
+                        golden_file=str(golden), reason=reason, actor=actor)  # fmt: skip
+
+
+def publish_offline(
+    settings: Settings, client: Client, run: EvalRun, route: str, *, rerun: Rerun | None = None
+) -> None:
+    """Store the offline decision in ClickHouse and publish it on ``gate.decisions``.
+
+    A ``rerun`` (see :func:`processors.evaluation.reruns.rerun_policy`, which the caller
+    applies) is recorded in the decision and raises a ``manual`` alert, stored in ``alerts``
+    and published on ``gate.alerts``.
+    """
     from confluent_kafka import Producer  # noqa: PLC0415
 
     from shadowlab.core.kafka import producer_config  # noqa: PLC0415
     from sinks.clickhouse import insert_events  # noqa: PLC0415
 
-    decision = offline_decision(run, route)
-    insert_events(client, settings.clickhouse.database, [decision])
+    database = settings.clickhouse.database
+    decision = offline_decision(run, route, rerun)
+    alert = rerun_alert(decision, rerun) if rerun is not None else None
+    insert_events(client, database, [decision])
+    if alert is not None:
+        insert_events(client, database, [alert])
     if settings.kafka.bootstrap_servers:
         producer = Producer(producer_config(settings.kafka.librdkafka(), **{"linger.ms": "0"}))
         producer.produce(settings.topics.decisions, key=route, value=decision.to_json())
+        if alert is not None:
+            producer.produce(settings.topics.alerts, key=route, value=alert.to_json())
         if producer.flush(10) > 0:
             err_console.print("[yellow]the offline decision was not delivered to Kafka")
     console.print(f"offline gate for {route}: {decision.outcome} ({decision.decision_id})")
+    if rerun is not None:
+        err_console.print(
+            f"recorded as a re-run on this golden set ({rerun.earlier} earlier run(s)) by "
+            f"{rerun.actor}: {rerun.reason}",
+            highlight=False,
+        )

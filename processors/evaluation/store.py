@@ -2,7 +2,9 @@
 
 The offline gate's outcome is also a :class:`~schemas.GateDecision` (gate ``accuracy``,
 stage ``offline``, id ``eval-<run id>``): the rollout controller advances a route from
-``offline`` to ``shadow`` on the newest one for its candidate.
+``offline`` to ``shadow`` on the newest one for its candidate. Its audit text (``sql``) names
+the golden set by its digest, and a re-run on a used set
+(:mod:`processors.evaluation.reruns`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from processors.evaluation.golden import GateResult, ItemResult, ModelSummary
+from processors.evaluation.reruns import Rerun, audit_lines
 from processors.gates.queries import OFFLINE_DECISION_PREFIX
 from schemas import GateDecision
 
@@ -27,7 +30,10 @@ class EvalRun:
     started_at: dt.datetime
     finished_at: dt.datetime
     golden_file: str
+    #: SHA-256 of the golden file's bytes (``golden_runs.golden_sha256``).
     golden_sha256: str
+    #: The golden set's identity: :func:`processors.evaluation.reruns.golden_digest`.
+    golden_digest: str
     matcher: str
     route: str | None
     summaries: Mapping[str, ModelSummary]  # by role: "current", "candidate"
@@ -76,8 +82,11 @@ def store_run(client: Client, database: str, run: EvalRun) -> int:
     return len(items)
 
 
-def offline_decision(run: EvalRun, route: str) -> GateDecision:
-    """The run's pre-deployment gate as the decision the rollout controller reads."""
+def offline_decision(run: EvalRun, route: str, rerun: Rerun | None = None) -> GateDecision:
+    """The run's pre-deployment gate as the decision the rollout controller reads.
+
+    ``rerun``: the run re-uses a golden set, on the record (its audit text says so).
+    """
     gate = run.gate
     current, candidate = run.summaries["current"], run.summaries["candidate"]
     return GateDecision(
@@ -95,8 +104,13 @@ def offline_decision(run: EvalRun, route: str) -> GateDecision:
         ci_low=gate.ci_low,
         ci_high=gate.ci_high,
         outcome=gate.outcome,
-        sql=f"golden set {run.golden_file} (sha256 {run.golden_sha256[:12]}), "
-        f"{gate.resamples} paired bootstrap resamples",
+        sql="\n".join(
+            [
+                f"golden set {run.golden_file} (file sha256 {run.golden_sha256[:12]}), "
+                f"{gate.resamples} paired bootstrap resamples",
+                *audit_lines(run.golden_digest, candidate.items, rerun),
+            ]
+        ),
         candidate=candidate.model,
         baseline_model=current.model,
     )
@@ -108,6 +122,7 @@ def run_json(run: EvalRun, flipped: Mapping[str, list[str]]) -> dict[str, object
         "run_id": run.run_id,
         "golden_file": run.golden_file,
         "golden_sha256": run.golden_sha256,
+        "golden_digest": run.golden_digest,
         "matcher": run.matcher,
         "route": run.route,
         "models": {role: dataclasses.asdict(s) for role, s in run.summaries.items()},

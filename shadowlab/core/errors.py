@@ -6,6 +6,7 @@
     ├── EventValidationError             an event does not match its schema (also a ValueError)
     ├── EventTimeOutOfBandError          an event time outside the admission band (a ValueError)
     ├── ConfigError                      a setting is missing or invalid
+    │   └── GoldenSetReusedError         the golden set already decided this offline gate
     ├── StackError                       the embedded stack could not start
     │   ├── BrokerBinaryNotFoundError         the Tansu binary is not installed
     │   ├── PortInUseError                    the requested broker port is taken
@@ -28,6 +29,10 @@ from schemas.errors import EventValidationError, ShadowlabError
 
 class ConfigError(ShadowlabError):
     """A setting is missing or invalid."""
+
+
+class GoldenSetReusedError(ConfigError):
+    """The golden set already decided the route's offline gate for the candidate."""
 
 
 class StackError(ShadowlabError):

@@ -6,10 +6,15 @@ exactly. It compresses time (:data:`TIME_SCALE`) and reports the latency it simu
 header (``LATENCY_HEADER``), which the evaluation records instead of its wall clock: the p95
 is the profile's, however slow or loaded the machine, and a wall-clock measurement (no
 header read) would be off by the compression, 100 times.
+
+The repeated-test rule (a golden set decides a route's candidate once, unless a re-run is on
+the record) is checked through the command too, on its own chDB.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import math
 import os
@@ -21,11 +26,23 @@ from typing import Any
 
 import pytest
 
-from processors.evaluation.golden import GoldenItem, accuracy_gate, is_correct
+from processors.evaluation.golden import (
+    GateResult,
+    GoldenItem,
+    ModelSummary,
+    accuracy_gate,
+    is_correct,
+)
+from processors.evaluation.reruns import EarlierRun, Rerun
+from processors.evaluation.store import EvalRun
+from schemas import Alert, GateDecision
+from shadowlab.offline_eval import publish_offline
 from shadowlab.testing import (
     UNREACHABLE_URL,
     build_config,
+    make_settings,
     models_at,
+    read_events,
     simulated_models,
     write_config,
 )
@@ -207,3 +224,144 @@ def test_usage_and_endpoint_errors_exit_3_without_a_stack_trace(run, args, messa
     assert done.returncode == 3, done.stdout + done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the repeated-test rule: one golden set decides a route's candidate once ------------------
+
+
+def _one_line(text: str) -> str:
+    """``text`` with rich's wrapping undone."""
+    return " ".join(text.split())
+
+
+def _decisions(run) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    done = run("sql", "SELECT decision_id, candidate, outcome, sql FROM gate_decisions FINAL "
+               "WHERE route = 'faq' ORDER BY decided_at", "--format", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def _small_golden(path: Path, items: list[GoldenItem]) -> Path:
+    path.write_text("".join(i.model_dump_json() + "\n" for i in items))
+    return path
+
+
+def test_a_golden_set_decides_a_routes_candidate_once(run, simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    items = golden_items(20)
+    golden = _small_golden(tmp_path / "set1.jsonl", items)
+    args = ("--current", "current", "--candidate", "good", "--route", "faq")
+    first = run("eval", "--golden", str(golden), *args)
+    assert first.returncode in (0, 1, 2), first.stderr
+    (decision,) = _decisions(run)
+    assert decision["candidate"] == "good"
+
+    # the same items, reordered and reformatted: the same golden set, refused before any call
+    same = tmp_path / "set1-again.jsonl"
+    same.write_text("\n".join(json.dumps(i.model_dump(), indent=None) for i in items[::-1]))
+    served = simulator.requests_served
+    again = run("eval", "--golden", str(same), *args)
+    assert again.returncode == 3, again.stdout + again.stderr
+    message = _one_line(again.stderr)
+    assert "already decided the offline gate of route 'faq', candidate 'good'" in message
+    assert f"{decision['decision_id']} decided " in message
+    assert f"UTC: {decision['outcome']}" in message
+    assert "new golden set" in message
+    assert '--rerun-reason "WHY"' in message
+    assert "Traceback" not in again.stderr
+    assert simulator.requests_served == served  # nothing spent on a refused run
+    assert len(_decisions(run)) == 1
+
+    # a different set (one item fewer) is a first run; so is another candidate on the same set
+    other = run("eval", "--golden", str(_small_golden(tmp_path / "set2.jsonl", items[1:])), *args)
+    assert other.returncode in (0, 1, 2), other.stderr
+    worse = run("eval", "--golden", str(golden), "--current", "current", "--candidate", "worse",
+                "--route", "faq")  # fmt: skip
+    assert worse.returncode in (0, 1, 2), worse.stderr
+    decisions = _decisions(run)
+    assert [d["candidate"] for d in decisions] == ["good", "good", "worse"]
+    assert not any("re-run" in d["sql"] for d in decisions)
+
+
+def test_a_rerun_with_a_reason_is_published_on_the_record(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    golden = _small_golden(tmp_path / "set.jsonl", golden_items(20))
+    args = ("--golden", str(golden), "--current", "current", "--candidate", "good",
+            "--route", "faq")  # fmt: skip
+    first = run("eval", *args, "--rerun-reason", "not needed yet")
+    assert first.returncode in (0, 1, 2), first.stderr
+    assert "--rerun-reason is not recorded" in _one_line(first.stderr)
+    rerun = run("eval", *args, "--rerun-reason", "judge prompt fixed", "--actor", "alice")
+    assert rerun.returncode in (0, 1, 2), rerun.stderr
+    assert "recorded as a re-run on this golden set (1 earlier run(s)) by alice" in _one_line(
+        rerun.stderr
+    )
+    earlier, latest = _decisions(run)
+    assert "re-run" not in earlier["sql"]
+    assert "not needed yet" not in earlier["sql"]
+    assert (
+        f"re-run: 1 earlier run(s) on this golden set, newest {earlier['decision_id']} decided "
+        in latest["sql"]
+    )
+    assert latest["sql"].endswith("; by alice; reason: judge prompt fixed")
+    alerts = run("sql", "SELECT kind, severity, decision_id, message FROM alerts FINAL "
+                 "WHERE route = 'faq'", "--format", "json")  # fmt: skip
+    (alert,) = json.loads(alerts.stdout)
+    assert (alert["kind"], alert["severity"]) == ("manual", "warning")
+    assert alert["decision_id"] == latest["decision_id"]
+    assert alert["message"].endswith("for good: " + latest["outcome"] + ", by alice: judge "
+                                     "prompt fixed")  # fmt: skip
+    # a re-run counts: the third run on the set is refused, naming the newest decision
+    third = run("eval", *args)
+    assert third.returncode == 3, third.stdout + third.stderr
+    message = _one_line(third.stderr)
+    assert f"{latest['decision_id']} decided " in message
+    assert "(2 decisions on it so far)" in message
+
+
+def test_without_clickhouse_a_route_run_stops_before_any_model_call(  # type: ignore[no-untyped-def]
+    simulator, tmp_path: Path
+) -> None:
+    models = [{"name": n, "base_url": simulator.base_url} for n in ("current", "good")]
+    data = build_config(tmp_path / "data", models=models,
+                        clickhouse={"dsn": UNREACHABLE_URL.removesuffix("/v1")})  # fmt: skip
+    config = write_config(tmp_path / "shadowlab.yaml", data)
+    golden = _small_golden(tmp_path / "set.jsonl", golden_items(5))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWLAB_")}
+    served = simulator.requests_served
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowlab", "eval", "--golden", str(golden), "--current",
+         "current", "--candidate", "good", "--route", "faq", "--config", str(config)],
+        capture_output=True, text=True, env={**env, "COLUMNS": "200"}, cwd=tmp_path,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "cannot connect to ClickHouse" in done.stderr
+    assert simulator.requests_served == served
+
+
+def test_a_rerun_is_published_with_its_alert_on_kafka(  # type: ignore[no-untyped-def]
+    kafka, topic_factory, clickhouse, ch_db, tmp_path: Path
+) -> None:
+    decisions, alerts = topic_factory("decisions"), topic_factory("alerts")
+    settings = make_settings(tmp_path, kafka=kafka, clickhouse={"database": ch_db},
+                             topics={"decisions": decisions, "alerts": alerts})  # fmt: skip
+    at = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
+    summary = ModelSummary("good", 20, 0.9, None, 0, 80.0, 160.0, 0.0, 0.1)
+    run = EvalRun(
+        run_id="20250301T093000-abcd0123", started_at=at, finished_at=at,
+        golden_file="set.jsonl", golden_sha256="0" * 64, golden_digest="ab" * 32,
+        matcher="keyword", route="faq",
+        summaries={"current": dataclasses.replace(summary, model="current"), "candidate": summary},
+        results={"current": [], "candidate": []},
+        gate=GateResult("pass", 1.0, 0.97, 1.03, 0.95, 2000),
+    )  # fmt: skip
+    earlier = EarlierRun("eval-20250228T093000-00000000", at - dt.timedelta(days=1), "fail", 0.9)
+    publish_offline(settings, clickhouse, run, "faq",
+                    rerun=Rerun("judge prompt fixed", "alice", 1, earlier))  # fmt: skip
+    (decision,) = read_events(kafka, decisions, GateDecision, count=1)
+    (alert,) = read_events(kafka, alerts, Alert, count=1)
+    assert decision.decision_id == "eval-20250301T093000-abcd0123"
+    assert f"golden-set sha256:{'ab' * 32} (20 items)" in decision.sql
+    assert decision.sql.endswith("; by alice; reason: judge prompt fixed")
+    assert (alert.kind, alert.decision_id) == ("manual", decision.decision_id)
+    stored = clickhouse.query(f"SELECT alert_id FROM {ch_db}.alerts FINAL").result_rows
+    assert stored == [(alert.alert_id,)]
