@@ -116,13 +116,12 @@ def main() -> None:
             decisions = latest_decisions(stack.clickhouse, db, ROUTE)
     hours = (replay.now - START).total_seconds() / 3600
     table = Table(title=f"final gate decisions ({args.scenario})")
-    for column in ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low",
-                   "ci_high", "n", "action"):  # fmt: skip
+    columns = ("stage", "gate", "outcome", "margin", "value", "baseline", "threshold", "ci_low",
+               "ci_high", "n", "needed_n", "action")  # fmt: skip
+    for column in columns:
         table.add_column(column)
     for d in decisions:
-        table.add_row(*(f"{d[c]:.4g}" if isinstance(d[c], float) else str(d[c]) for c in
-                        ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low",
-                         "ci_high", "n", "action")))  # fmt: skip
+        table.add_row(*(f"{d[c]:.4g}" if isinstance(d[c], float) else str(d[c]) for c in columns))
     console.print(table)
     console.print(
         f"outcome: {final.stage if final else '?'} after {hours:.1f} h of event time, "

@@ -75,6 +75,12 @@ class GateDecision(Event):
     flags_version: Count64 | None = None
     candidate: ModelName | None = None
     baseline_model: ModelName | None = None
+    #: The gate's rule in words (its margin), e.g. ``error rate ≤ 1.1 × baseline + 0.002``.
+    margin: Annotated[str, Field(max_length=200)] = ""
+    #: An inconclusive gate's samples needed at its current effect and spread.
+    needed_n: Count64 | None = None
+    #: Event hours until it has them, at the traffic it has had.
+    eta_h: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _window_ordered(self) -> Self:
@@ -88,7 +94,9 @@ class Alert(Event):
 
     alert_id: Identifier
     route: RouteName
-    kind: Literal["gate_failed", "rolled_back", "held_too_long", "promoted", "manual"]
+    kind: Literal[
+        "gate_failed", "rolled_back", "held_too_long", "slow_decision", "promoted", "manual"
+    ]
     severity: Literal["info", "warning", "critical"]
     event_time: Timestamp
     message: ShortText

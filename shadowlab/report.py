@@ -111,6 +111,11 @@ class Decision:
     window_end: dt.datetime
     decided_at: dt.datetime
     flags_version: int | None = None
+    #: The gate's rule in words (its margin).
+    margin: str = ""
+    #: An inconclusive gate's samples needed, and the event hours until it has them.
+    needed_n: int | None = None
+    eta_h: float | None = None
 
 
 #: One aggregate of one arm in one bucket: (bucket start, arm, value, samples).
@@ -307,8 +312,9 @@ def _weight(value: float) -> str:
     return f"{value:g}"
 
 
-_DECISION_COLUMNS = ("decided at", "stage", "gate", "outcome", "action", "value", "baseline",
-                     "threshold", "ci low", "ci high", "n", "window")  # fmt: skip
+_DECISION_COLUMNS = ("decided at", "stage", "gate", "outcome", "action", "rule", "value",
+                     "baseline", "threshold", "ci low", "ci high", "n", "needed n", "ETA h",
+                     "window")  # fmt: skip
 
 
 def decision_row(d: Decision) -> str:
@@ -319,8 +325,11 @@ def decision_row(d: Decision) -> str:
         d.gate,
         d.outcome,
         d.action,
+        d.margin,
         *(fmt_number(v) for v in (d.value, d.baseline, d.threshold, d.ci_low, d.ci_high)),
         f"{d.n:,}",
+        f"{d.needed_n:,}" if d.needed_n is not None else "",
+        f"{d.eta_h:.1f}" if d.eta_h is not None else "",
         f"{utc(d.window_start):%Y-%m-%d %H:%M} → {utc(d.window_end):%Y-%m-%d %H:%M}",
     ]
     css = f"outcome-{d.outcome} action-{d.action}"
@@ -560,7 +569,8 @@ _FLAGS_SQL = (
 )
 _DECISIONS_SQL = (
     "SELECT stage, gate, outcome, action, value, baseline, threshold, ci_low, ci_high, n, "
-    "window_start, window_end, decided_at, flags_version FROM {db}.gate_decisions FINAL "
+    "window_start, window_end, decided_at, flags_version, margin, needed_n, eta_h "
+    "FROM {db}.gate_decisions FINAL "
     "WHERE route = {route:String} ORDER BY decided_at, gate, stage, decision_id"
 )
 

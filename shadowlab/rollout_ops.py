@@ -185,16 +185,16 @@ def apply_manual(
     return ManualChange(command, written, delivered)
 
 
-_LATEST = """SELECT stage, gate, argMax(outcome, decided_at), argMax(value, decided_at),
-    argMax(baseline, decided_at), argMax(threshold, decided_at), argMax(ci_low, decided_at),
-    argMax(ci_high, decided_at), argMax(n, decided_at), max(decided_at),
-    argMax(action, decided_at), argMax(flags_version, decided_at)
-FROM {db}.gate_decisions FINAL
-WHERE route = {route:String} AND NOT startsWith(decision_id, 'eval-')
-GROUP BY stage, gate ORDER BY indexOf(['offline', 'shadow', 'canary'], stage), gate"""
+_LATEST = """SELECT stage, gate, outcome, value, baseline, threshold, ci_low, ci_high, n,
+    decided_at, action, flags_version, margin, needed_n, eta_h
+FROM (SELECT * FROM {db}.gate_decisions FINAL
+      WHERE route = {route:String} AND NOT startsWith(decision_id, 'eval-')
+      ORDER BY decided_at DESC LIMIT 1 BY stage, gate)
+ORDER BY indexOf(['offline', 'shadow', 'canary'], stage), gate"""
 #: The columns of a :func:`latest_decisions` row, in display order.
 DECISION_COLUMNS = ("stage", "gate", "outcome", "value", "baseline", "threshold", "ci_low",
-                    "ci_high", "n", "decided_at", "action", "flags_version")  # fmt: skip
+                    "ci_high", "n", "decided_at", "action", "flags_version", "margin",
+                    "needed_n", "eta_h")  # fmt: skip
 
 
 def latest_decisions(client: Client, database: str, route: str) -> list[dict[str, Any]]:

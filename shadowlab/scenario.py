@@ -67,10 +67,10 @@ class TrafficShape(_Frozen):
 #: The demo's gates: the user's, with windows and margins sized to the demo's traffic.
 DEMO_GATES: dict[str, GateOverride] = {
     "shadow.p95_latency": GateOverride(threshold=1.15, window_h=24, min_n=300),
-    "shadow.error_rate": GateOverride(threshold=0.03, window_h=24, min_n=300),
+    "shadow.error_rate": GateOverride(threshold=0.5, floor=0.02, window_h=24, min_n=300),
     "shadow.preference": GateOverride(threshold=-0.6, window_h=24, min_n=50),
     "canary.p95_latency": GateOverride(threshold=1.2, window_h=48, min_n=300),
-    "canary.error_rate": GateOverride(threshold=0.03, window_h=48, min_n=300),
+    "canary.error_rate": GateOverride(threshold=0.5, floor=0.02, window_h=48, min_n=300),
     "canary.faithfulness": GateOverride(threshold=4.0, window_h=48, min_n=50),
     "canary.csat": GateOverride(threshold=-0.3, window_h=48, min_n=150),
 }

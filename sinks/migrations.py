@@ -327,6 +327,18 @@ ORDER BY (table_name, id)""",
             ),
         ),
     ),
+    Migration(
+        7,
+        "gate margins and decision ETAs",
+        (
+            "ALTER TABLE {db}.gate_decisions ADD COLUMN IF NOT EXISTS margin String DEFAULT '' "
+            "AFTER baseline_model",
+            "ALTER TABLE {db}.gate_decisions ADD COLUMN IF NOT EXISTS "
+            "needed_n Nullable(UInt64) AFTER margin",
+            "ALTER TABLE {db}.gate_decisions ADD COLUMN IF NOT EXISTS "
+            "eta_h Nullable(Float64) AFTER needed_n",
+        ),
+    ),
 )
 
 

@@ -16,7 +16,11 @@ Stages: ``offline`` → ``shadow`` → ``canary`` (weight steps) → ``promoted`
   canary arm had no request holds (there was nothing to judge it by).
 - At the last step, promotion needs every required canary gate to ``pass`` over its full
   window (24 h, 48 h of canary event time).
-- Anything else holds; a stage or step held past ``max_hold_h`` raises one alert.
+- Anything else holds; a stage or step held past ``max_hold_h`` raises one alert, and one
+  that cannot decide within ``max_hold_h`` says so early: when a required gate's samples
+  still needed (at its current effect and spread) would take, at the traffic it has had,
+  past ``max_hold_h``, one ``slow_decision`` alert names the gate, the ETA and the traffic
+  it would need.
 - A paused rollout is evaluated and recorded, but never changed by the controller.
 
 Gate windows are in event time and grow from the start of the stage, so late events are
@@ -48,7 +52,7 @@ class AlertNote:
     """An alert the controller raises; ``key`` makes it one alert per breach, not per tick."""
 
     key: str
-    kind: Literal["gate_failed", "rolled_back", "held_too_long", "promoted"]
+    kind: Literal["gate_failed", "rolled_back", "held_too_long", "slow_decision", "promoted"]
     severity: Literal["info", "warning", "critical"]
     message: str
     gate: str | None = None
@@ -64,6 +68,24 @@ class TickResult:
     #: The gates that caused the action (the failing gate of a rollback, say).
     gates: tuple[str, ...] = ()
     alerts: tuple[AlertNote, ...] = field(default_factory=tuple)
+
+
+#: A slow-decision alert waits for this share of ``max_hold_h`` (ETAs from little data are
+#: noise) and for the gate's minimum sample.
+SLOW_DECISION_AFTER = 0.1
+
+
+def eta_hours(evaluation: Evaluation, elapsed_h: float) -> float | None:
+    """Event hours until an inconclusive gate has the samples it needs, at its rate so far.
+
+    ``None`` when it is not inconclusive, needs nothing known, or has had no sample yet.
+    """
+    needed = evaluation.needed_n
+    if evaluation.outcome != "inconclusive" or needed is None:
+        return None
+    if evaluation.n <= 0 or elapsed_h <= 0:
+        return None
+    return max(0.0, (needed - evaluation.n) / (evaluation.n / elapsed_h))
 
 
 def window_start(flags: RoutingFlags, now: dt.datetime) -> dt.datetime:
@@ -148,7 +170,10 @@ def _describe(key: str, evaluation: Evaluation | None) -> str:
         else ""
     )
     value = f"{evaluation.value:.4g}" if evaluation.value is not None else "n/a"
-    return f"{key} = {value}{interval} vs threshold {evaluation.threshold:g} (n={evaluation.n})"
+    rule = f"; rule {evaluation.margin}" if evaluation.margin else ""
+    return (
+        f"{key} = {value}{interval} vs threshold {evaluation.threshold:g} (n={evaluation.n}{rule})"
+    )
 
 
 def _failed_alert(
@@ -253,6 +278,48 @@ def _advance(  # noqa: PLR0911 - one return per transition
     return TickResult("promote", new.reason, new, tuple(g.key for g in current), (alert,))
 
 
+def _waiting_note(key: str, evaluation: Evaluation | None, elapsed_h: float) -> str:
+    if evaluation is None or evaluation.needed_n is None:
+        return key
+    eta = eta_hours(evaluation, elapsed_h)
+    when = f", ETA {eta:.1f} h" if eta is not None else ""
+    return f"{key} (needs ~{evaluation.needed_n:,} samples, has {evaluation.n:,}{when})"
+
+
+def _slow_alert(
+    flags: RoutingFlags,
+    gate: GateSpec,
+    evaluation: Evaluation | None,
+    plan: RolloutSettings,
+    *,
+    elapsed_h: float,
+    held_h: float,
+) -> AlertNote | None:
+    """An early warning: ``gate`` will not decide before the hold runs out at this traffic."""
+    if (
+        evaluation is None
+        or evaluation.n < gate.min_n
+        or held_h < SLOW_DECISION_AFTER * plan.max_hold_h
+    ):
+        return None
+    eta = eta_hours(evaluation, elapsed_h)
+    left = plan.max_hold_h - held_h
+    if eta is None or eta <= left or evaluation.needed_n is None:
+        return None
+    rate = evaluation.n / elapsed_h
+    wanted = (evaluation.needed_n - evaluation.n) / max(left, 1e-9)
+    return AlertNote(
+        key=f"{flags.route}:v{flags.version}:{gate.key}:slow",
+        kind="slow_decision",
+        severity="warning",
+        message=f"{flags.route}: {gate.key} cannot decide within max_hold_h "
+        f"({plan.max_hold_h:g} h): it needs ~{evaluation.needed_n:,} samples, has "
+        f"{evaluation.n:,}, at {rate:,.0f}/h that is {eta:.0f} h more, {left:.0f} h are left; "
+        f"it would need about {wanted:,.0f} samples/h (rule: {gate.margin})",
+        gate=gate.key,
+    )
+
+
 def _hold(
     flags: RoutingFlags,
     current: tuple[GateSpec, ...],
@@ -261,21 +328,30 @@ def _hold(
     now: dt.datetime,
 ) -> TickResult:
     waiting = tuple(
-        g.key
+        g
         for g in current
         if g.required and (_outcome(evaluations, g) != "pass" or not complete(g, flags, now))
     )
-    reason = "waiting for " + (", ".join(waiting) if waiting else "the step's minimum duration")
+    elapsed_h = (now - window_start(flags, now)).total_seconds() / 3600
+    notes = [_waiting_note(g.key, evaluations.get(g.key), elapsed_h) for g in waiting]
+    reason = "waiting for " + (", ".join(notes) if notes else "the step's minimum duration")
     since = flags.step_since or flags.stage_since or now
-    alerts: tuple[AlertNote, ...] = ()
-    if now - since > dt.timedelta(hours=plan.max_hold_h):
-        alerts = (
+    held_h = (now - since).total_seconds() / 3600
+    alerts: list[AlertNote] = []
+    if held_h > plan.max_hold_h:
+        alerts.append(
             AlertNote(
                 key=f"{flags.route}:v{flags.version}:held",
                 kind="held_too_long",
                 severity="warning",
                 message=f"{flags.route}: {flags.stage} held for more than {plan.max_hold_h:g} h "
                 f"of event time; {reason}",
-            ),
+            )
         )
-    return TickResult("hold", reason, gates=waiting, alerts=alerts)
+    else:
+        for gate in waiting:
+            note = _slow_alert(flags, gate, evaluations.get(gate.key), plan,
+                               elapsed_h=elapsed_h, held_h=held_h)  # fmt: skip
+            if note is not None:
+                alerts.append(note)
+    return TickResult("hold", reason, gates=tuple(g.key for g in waiting), alerts=tuple(alerts))

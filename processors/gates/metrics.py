@@ -17,24 +17,25 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from processors.gates.evaluate import (
     SCORE_RANGE,
     SIGNED_UNIT_RANGE,
+    Alphas,
     Evaluation,
-    MeanStats,
     OfflineStats,
     OrderStats,
-    RateStats,
+    Pairs,
+    Scores,
+    evaluate_error_pairs,
     evaluate_mean,
-    evaluate_mean_difference,
     evaluate_paired_difference,
     evaluate_quantile_ratio,
-    evaluate_rate_difference,
     from_offline,
 )
+from processors.gates.stats import split_alpha
 from shadowlab.core.plan import GateSpec, GateStage, Metric
 
 #: A gate's stage and metric: the key of :data:`GATE_METRICS`.
 MetricKey = tuple[GateStage, Metric]
 #: One side's sufficient statistic (``None``: the gate has no baseline statistic).
-Statistic = OrderStats | RateStats | MeanStats | OfflineStats | None
+Statistic = OrderStats | Pairs | Scores | OfflineStats | None
 #: A gate's statistics: (candidate, baseline).
 GateStatistics = tuple[Statistic, Statistic]
 
@@ -49,9 +50,9 @@ class Evaluator(Protocol[C_contra, B_contra]):
 
     def __call__(
         self, candidate: C_contra, baseline: B_contra, gate: GateSpec, /, *,
-        alpha: float, t_star: float,
+        alphas: Alphas, t_star: float, interval: bool,
     ) -> Evaluation:  # fmt: skip
-        """The gate's evaluation at level ``alpha``, tuned for ``t_star`` samples."""
+        """The gate's evaluation at ``alphas`` (bounds only when ``interval``)."""
 
 
 @dataclass(frozen=True)
@@ -69,57 +70,95 @@ def _row(candidate: type[C], baseline: type[B], evaluate: Evaluator[C, B]) -> Ga
 
 
 def _offline(
-    published: OfflineStats, _: None, gate: GateSpec, /, *, alpha: float, t_star: float
-) -> Evaluation:
+    published: OfflineStats, _: None, gate: GateSpec, /, *, alphas: Alphas, t_star: float,
+    interval: bool,
+) -> Evaluation:  # fmt: skip
     return from_offline(published.outcome, gate, published.value)
 
 
-def _paired(
-    differences: MeanStats, primary: RateStats, gate: GateSpec, /, *, alpha: float, t_star: float
+def _errors(
+    pairs: Pairs, _: None, gate: GateSpec, /, *, alphas: Alphas, t_star: float, interval: bool
 ) -> Evaluation:
-    return evaluate_paired_difference(differences, primary.rate, gate, alpha=alpha, t_star=t_star)
+    return evaluate_error_pairs(pairs, gate, alphas=alphas, interval=interval)
 
 
-def _mean(value_range: tuple[float, float]) -> Evaluator[MeanStats, MeanStats | None]:
+def _latency(
+    candidate: OrderStats, baseline: OrderStats, gate: GateSpec, /, *, alphas: Alphas,
+    t_star: float, interval: bool,
+) -> Evaluation:  # fmt: skip
+    return evaluate_quantile_ratio(candidate, baseline, gate, alphas=alphas, t_star=t_star)
+
+
+def _mean(value_range: tuple[float, float]) -> Evaluator[Scores, Scores | None]:
     """A one-arm mean; a baseline sample, if any, is reported but not tested."""
 
     def evaluate(
-        candidate: MeanStats, baseline: MeanStats | None, gate: GateSpec, /, *,
-        alpha: float, t_star: float,
+        candidate: Scores, baseline: Scores | None, gate: GateSpec, /, *,
+        alphas: Alphas, t_star: float, interval: bool,
     ) -> Evaluation:  # fmt: skip
         return evaluate_mean(
-            candidate, gate, alpha=alpha, t_star=t_star, value_range=value_range,
+            candidate, gate, alphas=alphas, value_range=value_range, interval=interval,
             baseline=baseline.mean if baseline is not None else None,
         )  # fmt: skip
 
     return evaluate
 
 
-def _mean_difference(value_range: tuple[float, float]) -> Evaluator[MeanStats, MeanStats]:
+def _paired_difference(value_range: tuple[float, float]) -> Evaluator[Pairs, None]:
     def evaluate(
-        candidate: MeanStats, baseline: MeanStats, gate: GateSpec, /, *,
-        alpha: float, t_star: float,
+        candidate: Pairs, _: None, gate: GateSpec, /, *,
+        alphas: Alphas, t_star: float, interval: bool,
     ) -> Evaluation:  # fmt: skip
-        return evaluate_mean_difference(
-            candidate, baseline, gate, alpha=alpha, t_star=t_star, value_range=value_range
+        return evaluate_paired_difference(
+            candidate, gate, alphas=alphas, value_range=value_range, interval=interval
         )
 
     return evaluate
 
 
-#: Every supported gate: (stage, metric) → (candidate kind, baseline kind, evaluator).
+#: Every supported gate: (stage, metric) → (candidate kind, baseline kind, evaluator). Shadow
+#: pairs are one request answered by both models; canary pairs one canary-arm request and
+#: one primary-arm request of the same tick (see :mod:`processors.gates.queries`).
 GATE_METRICS: Final[Mapping[MetricKey, GateMetric[Any, Any]]] = {
     ("offline", "accuracy"): _row(OfflineStats, NoneType, _offline),
-    ("shadow", "p95_latency"): _row(OrderStats, OrderStats, evaluate_quantile_ratio),
-    # per-pair error differences; the primary's error rate over the same pairs
-    ("shadow", "error_rate"): _row(MeanStats, RateStats, _paired),
-    ("shadow", "preference"): _row(MeanStats, NoneType, _mean(SIGNED_UNIT_RANGE)),
-    ("canary", "p95_latency"): _row(OrderStats, OrderStats, evaluate_quantile_ratio),
-    ("canary", "error_rate"): _row(RateStats, RateStats, evaluate_rate_difference),
-    # the candidate's mean against the threshold; the primary's mean is only reported
-    ("canary", "faithfulness"): _row(MeanStats, MeanStats, _mean(SCORE_RANGE)),
-    ("canary", "csat"): _row(MeanStats, MeanStats, _mean_difference(SCORE_RANGE)),
+    ("shadow", "p95_latency"): _row(OrderStats, OrderStats, _latency),
+    # pairs of (candidate failed, primary failed), 0/1
+    ("shadow", "error_rate"): _row(Pairs, NoneType, _errors),
+    ("shadow", "preference"): _row(Scores, NoneType, _mean(SIGNED_UNIT_RANGE)),
+    ("canary", "p95_latency"): _row(OrderStats, OrderStats, _latency),
+    ("canary", "error_rate"): _row(Pairs, NoneType, _errors),
+    # the candidate's scores against the threshold; the primary's mean is only reported
+    ("canary", "faithfulness"): _row(Scores, Scores, _mean(SCORE_RANGE)),
+    # pairs of (canary rating, primary rating)
+    ("canary", "csat"): _row(Pairs, NoneType, _paired_difference(SCORE_RANGE)),
 }
+
+
+def gate_alphas(alpha: float, gates: tuple[GateSpec, ...]) -> Alphas:
+    """Each gate's error budgets, split over the gates that can make each error.
+
+    A false rollback's ``alpha`` is split over the enabled gates that can fail (every
+    shadow and canary gate), a false promotion's over the required ones.
+
+    The offline gate's error is ``shadowlab eval``'s (a golden set is not a sample of
+    traffic); gates that are not enabled are not in ``gates`` and spend nothing.
+    """
+    live = [g for g in gates if g.stage != "offline"]
+    required = [g for g in live if g.required]
+    return Alphas(split_alpha(alpha, max(1, len(live))), split_alpha(alpha, max(1, len(required))))
+
+
+def planned_samples(gate: GateSpec, *, requests_per_h: float | None, default: float,
+                    canary_share: float) -> float:  # fmt: skip
+    """The ``t_star`` of a latency gate: the calls its window holds at the measured traffic.
+
+    ``canary_share`` of the route's requests in canary, all of them in shadow; at least
+    ``min_n``; ``default`` when the traffic is not known yet.
+    """
+    if not requests_per_h:
+        return default
+    share = canary_share if gate.stage == "canary" else 1.0
+    return max(float(gate.min_n), requests_per_h * gate.window_h * share)
 
 
 def metric_key(gate: GateSpec) -> MetricKey:
@@ -139,7 +178,13 @@ def metric_key(gate: GateSpec) -> MetricKey:
 
 
 def evaluate_gate(
-    gate: GateSpec, candidate: Statistic, baseline: Statistic, *, alpha: float, t_star: float
+    gate: GateSpec,
+    candidate: Statistic,
+    baseline: Statistic,
+    *,
+    alphas: Alphas,
+    t_star: float,
+    interval: bool = True,
 ) -> Evaluation:
     """Evaluate ``gate`` from its statistics, by its row of :data:`GATE_METRICS`.
 
@@ -155,4 +200,4 @@ def evaluate_gate(
                 f"gate {gate.key}: its {side} statistic must be {kind.__name__}, "
                 f"not {type(value).__name__}"
             )
-    return row.evaluate(candidate, baseline, gate, alpha=alpha, t_star=t_star)
+    return row.evaluate(candidate, baseline, gate, alphas=alphas, t_star=t_star, interval=interval)

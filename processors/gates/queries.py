@@ -22,11 +22,12 @@ from typing import Any, cast
 from clickhouse_connect.driver.client import Client
 
 from processors.gates.evaluate import (
+    Alphas,
     Evaluation,
-    MeanStats,
     OfflineStats,
     OrderStats,
-    RateStats,
+    Pairs,
+    Scores,
     quantile_ratio_ranks,
 )
 from processors.gates.metrics import GateStatistics, MetricKey, evaluate_gate, metric_key
@@ -74,6 +75,52 @@ _PAIRED = (
     "status = 'joined' AND candidate_model = {candidate:String} "
     "AND primary_model = {primary:String}"
 )
+_CANARY_ARM = "arm = 'canary' AND model = {candidate:String}"
+_PRIMARY_ARM = "arm = 'primary' AND model = {primary:String}"
+
+
+def _latency(status: str, latency: str) -> str:
+    """A call's latency, a failed call's ``inf``: slower than any answer."""
+    return f"if({status} = 'ok', {latency}, inf)"
+
+
+def shadow_pairs(candidate: str, primary: str) -> str:
+    """Shadow pairs, one request answered by both models: columns ``c`` and ``p``."""
+    return (
+        f"SELECT {candidate} AS c, {primary} AS p FROM {{db}}.comparisons FINAL "
+        f"WHERE {_WINDOW} AND {_PAIRED}"
+    )
+
+
+def _numbered(table: str, value: str, *, id_column: str, where: str, arm: str) -> str:
+    """One canary arm's rows of ``table``, numbered within each tick of event time.
+
+    The order is pseudo-random (a hash of the row's id): it does not depend on the outcome.
+    """
+    return (
+        "SELECT intDiv(toUnixTimestamp64Micro(event_time), {tick_us:UInt64}) AS b, "
+        f"row_number() OVER (PARTITION BY b ORDER BY cityHash64({id_column}), {id_column}) "
+        f"AS rn, {value} AS v FROM {{db}}.{table} FINAL WHERE {_WINDOW} AND {where} AND {arm}"
+    )
+
+
+def canary_pairs(table: str, value: str, *, id_column: str, where: str = "1") -> str:
+    """Canary-arm rows matched one to one with primary-arm rows *of the same tick*.
+
+    The i-th canary row of a tick (in hash order) pairs with the i-th primary row of that
+    tick; rows beyond the smaller arm's count are left out. So the two samples have the same
+    size in every tick and cover the same hours of the day in the same proportions, whatever
+    the canary weight was when: a daily cycle cannot bias the comparison, and each pair's
+    difference has mean zero for an identical candidate, at every tick.
+    """
+
+    def arm(condition: str) -> str:
+        return _numbered(table, value, id_column=id_column, where=where, arm=condition)
+
+    return (
+        f"SELECT c.v AS c, p.v AS p FROM ({arm(_CANARY_ARM)}) AS c "
+        f"INNER JOIN ({arm(_PRIMARY_ARM)}) AS p USING (b, rn)"
+    )
 
 
 @dataclass(frozen=True)
@@ -90,14 +137,24 @@ class GateQueries:
     Args:
         client: a clickhouse-connect client.
         database: shadowlab's database.
-        alpha: each gate's α (already split over the rollout's gates).
-        t_star: the sample size the intervals are tuned for.
+        alphas: each gate's error budgets (already split over the rollout's gates).
+        tick_s: the controller's tick, the time strata of the canary's matched pairs.
+        t_star: the sample size a gate's quantile bounds are tuned for.
     """
 
-    def __init__(self, client: Client, database: str, *, alpha: float, t_star: float) -> None:
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        *,
+        alphas: Alphas,
+        tick_s: float,
+        t_star: Callable[[GateSpec], float],
+    ) -> None:
         self.client = client
         self.db = database
-        self.alpha = alpha
+        self.alphas = alphas
+        self.tick_us = max(1, round(tick_s * 1_000_000))
         self.t_star = t_star
         self._sql: list[str] = []
         #: The query of every supported (stage, metric): the gate's (candidate, baseline).
@@ -128,7 +185,9 @@ class GateQueries:
         """
         self._sql = []
         candidate, baseline = self.fetchers[metric_key(gate)](gate, window)
-        evaluation = evaluate_gate(gate, candidate, baseline, alpha=self.alpha, t_star=self.t_star)
+        evaluation = evaluate_gate(
+            gate, candidate, baseline, alphas=self.alphas, t_star=self.t_star(gate)
+        )
         return GateResult(evaluation, ";\n".join(self._sql))
 
     # -- offline ---------------------------------------------------------------------------
@@ -146,101 +205,81 @@ class GateQueries:
         outcome, value = rows[0]
         return OfflineStats(cast(Outcome, outcome), value), None
 
-    # -- shadow: paired comparisons --------------------------------------------------------
+    # -- pairs: shadow (one request, both models) and canary (matched within a tick) -------
 
-    def _shadow_latency(self, gate: GateSpec, window: Window) -> GateStatistics:
-        where = f"{_WINDOW} AND {_PAIRED} AND primary_status = 'ok' AND candidate_status = 'ok'"
-        (n,), = self._rows(f"SELECT count() FROM {{db}}.comparisons FINAL WHERE {where}",
-                           window.parameters())  # fmt: skip
-        ranks = quantile_ratio_ranks(gate, int(n), alpha=self.alpha, t_star=self.t_star)
+    def _parameters(self, window: Window) -> dict[str, Any]:
+        return {**window.parameters(), "tick_us": self.tick_us}
+
+    def _pair_counts(self, pairs: str, window: Window) -> Pairs:
+        rows = self._rows(f"SELECT c, p, count() FROM ({pairs}) GROUP BY c, p",
+                          self._parameters(window))  # fmt: skip
+        return Pairs({(float(c), float(p)): int(k) for c, p, k in rows})
+
+    def _order_stats(self, gate: GateSpec, pairs: str, window: Window) -> GateStatistics:
+        """Both sides' order statistics over the same pairs, at the ranks ``gate`` reads."""
+        ((n,),) = self._rows(f"SELECT count() FROM ({pairs})", self._parameters(window))
+        ranks = quantile_ratio_ranks(gate, int(n), alphas=self.alphas, t_star=self.t_star(gate))
         primary, candidate = OrderStats(0, {}), OrderStats(0, {})
         if ranks:
             (p, c), = self._rows(
-                "SELECT arrayMap(r -> p[r], {ranks:Array(UInt64)}), "
-                "arrayMap(r -> c[r], {ranks:Array(UInt64)}) FROM ("
-                "SELECT arraySort(groupArray(primary_latency_ms)) AS p, "
-                "arraySort(groupArray(candidate_latency_ms)) AS c "
-                f"FROM {{db}}.comparisons FINAL WHERE {where})",
-                {**window.parameters(), "ranks": ranks},
+                "SELECT arrayMap(r -> ps[r], {ranks:Array(UInt64)}), "
+                "arrayMap(r -> cs[r], {ranks:Array(UInt64)}) FROM ("
+                "SELECT arraySort(groupArray(p)) AS ps, arraySort(groupArray(c)) AS cs "
+                f"FROM ({pairs}))",
+                {**self._parameters(window), "ranks": ranks},
             )  # fmt: skip
-            primary = OrderStats(int(n), dict(zip(ranks, p, strict=True)))
-            candidate = OrderStats(int(n), dict(zip(ranks, c, strict=True)))
+            primary = OrderStats(int(n), dict(zip(ranks, map(float, p), strict=True)))
+            candidate = OrderStats(int(n), dict(zip(ranks, map(float, c), strict=True)))
         return candidate, primary
 
+    def _shadow_latency(self, gate: GateSpec, window: Window) -> GateStatistics:
+        pairs = shadow_pairs(
+            _latency("ifNull(candidate_status, '')", "ifNull(candidate_latency_ms, inf)"),
+            _latency("primary_status", "primary_latency_ms"),
+        )
+        return self._order_stats(gate, pairs, window)
+
     def _shadow_errors(self, gate: GateSpec, window: Window) -> GateStatistics:
-        (n, total, total_sq, primary_errors), = self._rows(
-            "SELECT count(), sum(d), sum(d * d), countIf(primary_status != 'ok') FROM ("
-            "SELECT toFloat64(candidate_status != 'ok') - toFloat64(primary_status != 'ok') "
-            f"AS d, primary_status FROM {{db}}.comparisons FINAL WHERE {_WINDOW} AND {_PAIRED})",
-            window.parameters(),
-        )  # fmt: skip
-        return _mean_stats((n, total, total_sq)), RateStats(int(n), int(primary_errors))
+        pairs = shadow_pairs(
+            "toFloat64(ifNull(candidate_status, '') != 'ok')", "toFloat64(primary_status != 'ok')"
+        )
+        return self._pair_counts(pairs, window), None
 
     def _preference(self, gate: GateSpec, window: Window) -> GateStatistics:
-        (n, total, total_sq), = self._rows(
-            "SELECT count(), sum(p), sum(p * p) FROM (SELECT multiIf(preference = 'candidate', "
+        rows = self._rows(
+            "SELECT p, count() FROM (SELECT multiIf(preference = 'candidate', "
             "1.0, preference = 'primary', -1.0, 0.0) AS p FROM {db}.judgements FINAL "
             f"WHERE {_WINDOW} AND kind = 'pairwise' AND model = {{candidate:String}} "
-            "AND preference IS NOT NULL)",
+            "AND preference IS NOT NULL) GROUP BY p",
             window.parameters(),
         )  # fmt: skip
-        return _mean_stats((n, total, total_sq)), None
-
-    # -- canary: canary arm against primary arm --------------------------------------------
-
-    def _by_arm(self, sql: str, window: Window, **extra: Any) -> dict[str, Sequence[Any]]:
-        rows = self._rows(sql, {**window.parameters(), **extra})
-        return {str(row[0]): row[1:] for row in rows}
+        return _scores(rows), None
 
     def _canary_latency(self, gate: GateSpec, window: Window) -> GateStatistics:
-        where = f"{_WINDOW} AND {_ARMS} AND status = 'ok'"
-        counts = self._by_arm(
-            f"SELECT arm, count() FROM {{db}}.requests FINAL WHERE {where} GROUP BY arm",
-            window,
-        )
-        samples = {}
-        for arm, model in (("canary", window.candidate), ("primary", window.primary)):
-            n = int(counts.get(arm, (0,))[0])
-            ranks = quantile_ratio_ranks(gate, n, alpha=self.alpha, t_star=self.t_star)
-            values: list[float] = []
-            if ranks:
-                (values,), = self._rows(
-                    "SELECT arrayMap(r -> s[r], {ranks:Array(UInt64)}) FROM (SELECT "
-                    f"arraySort(groupArray(latency_ms)) AS s FROM {{db}}.requests FINAL "
-                    f"WHERE {_WINDOW} AND arm = {{arm:String}} AND model = {{model:String}} "
-                    "AND status = 'ok')",
-                    {**window.parameters(), "ranks": ranks, "arm": arm, "model": model},
-                )  # fmt: skip
-            samples[arm] = OrderStats(n, dict(zip(ranks, values, strict=True)))
-        return samples["canary"], samples["primary"]
+        value = _latency("status", "latency_ms")
+        return self._order_stats(gate, canary_pairs("requests", value, id_column="request_id"),
+                                 window)  # fmt: skip
 
     def _canary_errors(self, gate: GateSpec, window: Window) -> GateStatistics:
-        arms = self._by_arm(
-            "SELECT arm, count(), countIf(status != 'ok') FROM {db}.requests FINAL "
-            f"WHERE {_WINDOW} AND {_ARMS} GROUP BY arm",
-            window,
-        )
-        canary, primary = (RateStats(*map(int, arms.get(a, (0, 0)))) for a in ("canary", "primary"))
-        return canary, primary
+        pairs = canary_pairs("requests", "toFloat64(status != 'ok')", id_column="request_id")
+        return self._pair_counts(pairs, window), None
 
     def _faithfulness(self, gate: GateSpec, window: Window) -> GateStatistics:
-        arms = self._by_arm(
-            "SELECT arm, count(), sum(score), sum(score * score) FROM {db}.judgements FINAL "
+        rows = self._rows(
+            "SELECT arm, score, count() FROM {db}.judgements FINAL "
             f"WHERE {_WINDOW} AND kind = 'faithfulness' AND {_ARMS} AND score IS NOT NULL "
-            "GROUP BY arm",
-            window,
+            "GROUP BY arm, score",
+            window.parameters(),
         )
-        canary, primary = (_mean_stats(arms.get(a)) for a in ("canary", "primary"))
-        return canary, primary
+        by_arm: dict[str, dict[float, int]] = {"canary": {}, "primary": {}}
+        for arm, score, count in rows:
+            by_arm[str(arm)][float(score)] = int(count)
+        return Scores(by_arm["canary"]), Scores(by_arm["primary"])
 
     def _csat(self, gate: GateSpec, window: Window) -> GateStatistics:
-        arms = self._by_arm(
-            "SELECT arm, count(), sum(csat), sum(csat * csat) FROM {db}.feedback FINAL "
-            f"WHERE {_WINDOW} AND {_ARMS} AND csat IS NOT NULL GROUP BY arm",
-            window,
-        )
-        canary, primary = (_mean_stats(arms.get(a)) for a in ("canary", "primary"))
-        return canary, primary
+        pairs = canary_pairs("feedback", "toFloat64(csat)", id_column="feedback_id",
+                             where="csat IS NOT NULL")  # fmt: skip
+        return self._pair_counts(pairs, window), None
 
     # -- the controller's clock and memory -------------------------------------------------
 
@@ -252,6 +291,21 @@ class GateQueries:
             window.parameters(),
         )  # fmt: skip
         return int(count)
+
+    def requests_per_hour(self, route: str, *, end: dt.datetime) -> float | None:
+        """``route``'s stored requests per hour in the day before ``end``.
+
+        Over the span the requests cover when that is shorter than a day; ``None`` when it
+        is under an hour (too little to plan by).
+        """
+        (count, first, last), = self._rows(
+            "SELECT count(), min(event_time), max(event_time) FROM {db}.requests "
+            "WHERE route = {route:String} AND event_time >= {start:DateTime64(6)} "
+            "AND event_time < {end:DateTime64(6)}",
+            {"route": route, "start": end - dt.timedelta(days=1), "end": end},
+        )  # fmt: skip
+        span_h = (last - first).total_seconds() / 3600 if count else 0.0
+        return int(count) / span_h if span_h >= 1.0 else None
 
     def watermark(self, route: str, *, not_after: dt.datetime) -> dt.datetime | None:
         """The newest event time of ``route``'s stored requests up to ``not_after``.
@@ -287,8 +341,5 @@ class GateQueries:
         return {str(r[0]) for r in rows}
 
 
-def _mean_stats(row: Sequence[Any] | None) -> MeanStats:
-    if row is None:
-        return MeanStats()
-    n, total, total_sq = row
-    return MeanStats(int(n), float(total or 0), float(total_sq or 0))
+def _scores(rows: Sequence[Sequence[Any]]) -> Scores:
+    return Scores({float(value): int(count) for value, count in rows})

@@ -35,10 +35,11 @@ from processors.gates.controller import (
     AlertNote,
     TickResult,
     decide_tick,
+    eta_hours,
     stage_gates,
 )
+from processors.gates.metrics import gate_alphas, planned_samples
 from processors.gates.queries import GateQueries, GateResult, Window
-from processors.gates.stats import split_alpha
 from schemas import Alert, GateDecision, RoutingFlags
 from shadowlab.core.errors import FlagsConflictError
 from shadowlab.core.flags import advance
@@ -92,6 +93,9 @@ class GatesRole:
         self._last: dict[str, dt.datetime] = {}
         self._sent: dict[str, set[str]] = {}
         self._producer: Producer | None = None
+        #: Each route's measured requests per hour, and the (route, stage start) it is of.
+        self._traffic: dict[str, float] = {}
+        self._traffic_key: dict[str, tuple[str, dt.datetime]] = {}
 
     def gates(self, route: str) -> tuple[GateSpec, ...]:
         """The route's enabled gates (defaults with the route's overrides)."""
@@ -99,12 +103,38 @@ class GatesRole:
         return route_gates(self.plan, config.gates if config else None)
 
     def queries(self, route: str) -> GateQueries:
-        """The gate queries of ``route``, with α split over its gates."""
-        active = [g for g in self.gates(route) if g.stage != "offline"]
-        alpha = split_alpha(self.plan.alpha, max(1, len(active)))
+        """The gate queries of ``route``: α split over its gates, ``t_star`` from its traffic."""
+        steps = self.plan.canary_steps
+        final = steps[-1].weight_pct / 100
+
+        def t_star(gate: GateSpec) -> float:
+            return planned_samples(gate, requests_per_h=self._traffic.get(route),
+                                   default=self.plan.t_star,
+                                   canary_share=min(final, 1 - final))  # fmt: skip
+
         return GateQueries(
-            self._client, self.settings.clickhouse.database, alpha=alpha, t_star=self.plan.t_star
-        )
+            self._client, self.settings.clickhouse.database,
+            alphas=gate_alphas(self.plan.alpha, self.gates(route)), tick_s=self.plan.tick_s,
+            t_star=t_star,
+        )  # fmt: skip
+
+    def _measure_traffic(
+        self, queries: GateQueries, flags: RoutingFlags, tick: dt.datetime
+    ) -> None:
+        """The route's requests per hour over the day before its stage began (once a stage).
+
+        Measured before the stage, so it cannot depend on what the stage's gates see; until
+        a day of history exists, over what there is (at least an hour), else unknown.
+        """
+        key = (flags.route, flags.stage_since or tick)
+        if self._traffic_key.get(flags.route) == key:
+            return
+        self._traffic_key[flags.route] = key
+        rate = queries.requests_per_hour(flags.route, end=flags.stage_since or tick)
+        if rate is None:
+            self._traffic.pop(flags.route, None)
+        else:
+            self._traffic[flags.route] = rate
 
     def last_tick(self, route: str) -> dt.datetime | None:
         """The last tick evaluated for ``route`` by this process (``None`` before the first)."""
@@ -181,6 +211,7 @@ class GatesRole:
             flags.publish(adopted.model_copy(update={"stage_since": tick}))
             return
         gates = self.gates(current.route)
+        self._measure_traffic(queries, current, tick)
         window = Window(current.route, current.primary, current.canary or "",
                         current.stage_since or tick, tick)  # fmt: skip
         results = {g.key: queries.evaluate(g, window) for g in stage_gates(gates, current.stage)}
@@ -281,6 +312,9 @@ def _decision(
         flags_version=flags.version,
         candidate=flags.canary,
         baseline_model=flags.primary,
+        margin=evaluation.margin,
+        needed_n=evaluation.needed_n,
+        eta_h=eta_hours(evaluation, (window.end - window.start).total_seconds() / 3600),
     )
 
 

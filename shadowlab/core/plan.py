@@ -2,23 +2,26 @@
 
 The user's promotion criteria, as gates:
 
-=================  =========  =======================================  ========  ======
-gate               stage      rule (``threshold``)                     window    min n
-=================  =========  =======================================  ========  ======
-accuracy           offline    candidate ≥ 0.95 × baseline (golden set) —         —
-p95_latency        shadow     p95 ratio candidate/primary ≤ 1.10       1 h       400
-error_rate         shadow     error rate difference ≤ +0.01            1 h       400
-preference         shadow     judge preference ≥ −0.2 (not required)   1 h       100
-faithfulness       canary     mean judge score ≥ 4.0 of 5              24 h      200
-p95_latency        canary     p95 ratio canary/primary ≤ 1.10          24 h      400
-error_rate         canary     error rate difference ≤ +0.01            24 h      400
-csat               canary     CSAT difference ≥ −0.15                  48 h      300
-=================  =========  =======================================  ========  ======
+=================  =========  ==============================================  ========  ======
+gate               stage      rule (``threshold``, ``floor``)                 window    min n
+=================  =========  ==============================================  ========  ======
+accuracy           offline    candidate ≥ 0.95 × baseline (golden set)        —         —
+p95_latency        shadow     p95 candidate ≤ 1.10 × p95 primary (all calls)  1 h       400
+error_rate         shadow     error rate ≤ 1.10 × primary's + 0.002           1 h       400
+preference         shadow     judge preference ≥ −0.2 (not required)          1 h       100
+faithfulness       canary     mean judge score ≥ 4.0 of 5                     24 h      200
+p95_latency        canary     p95 canary ≤ 1.10 × p95 primary (all calls)     24 h      400
+error_rate         canary     error rate ≤ 1.10 × primary's + 0.002           24 h      400
+csat               canary     CSAT ≥ primary's − 0.10                         48 h      300
+=================  =========  ==============================================  ========  ======
 
-"≤ baseline" and "≥ baseline" rules get a non-inferiority margin (the ``threshold`` of a
-difference gate): with no margin, an identical candidate could never *pass*, because an
-interval around a zero difference always reaches above zero. The margins above are what an
-identical candidate passes at 1 request per second within the windows (see README).
+"≤ baseline" and "≥ baseline" rules get a non-inferiority margin: with none, an identical
+candidate could never *pass*, because a bound around a zero difference always reaches past
+zero. The error-rate margin is relative, as the user wrote it ("≤ baseline"): 10 % of the
+baseline's rate plus an absolute floor of 0.2 percentage points, so 1 % → 1.5 % is not
+"within margin" as it would be with a fixed +1 point. The margins above are what an identical
+candidate passes at 1 request per second within the windows (see README, Decision quality).
+A failed call counts as the slowest possible latency in ``p95_latency``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ DIRECTION: dict[Metric, Direction] = {
 #: What the value and the interval of each metric are, for people reading a decision.
 MEANING: dict[Metric, str] = {
     "accuracy": "candidate accuracy / baseline accuracy (golden set)",
-    "p95_latency": "p95 latency ratio, candidate / baseline",
-    "error_rate": "error-rate difference, candidate − baseline",
+    "p95_latency": "p95 latency ratio, candidate / baseline (failed calls as slowest)",
+    "error_rate": "error-rate excess, candidate − (1 + threshold) × baseline (≤ floor)",
     "faithfulness": "mean faithfulness score of the candidate (1–5)",
     "csat": "mean CSAT difference, candidate − baseline",
     "preference": "judge preference, +1 candidate, 0 tie, −1 primary (mean)",
@@ -73,6 +76,22 @@ class GateSpec(_Frozen):
     enabled: bool = True
     #: The latency quantile of ``p95_latency`` gates.
     quantile: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    #: ``error_rate`` gates: the absolute allowance added to ``baseline × (1 + threshold)``.
+    floor: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @property
+    def margin(self) -> str:
+        """The gate's rule in words, as ``gates status``, the report and the audit show it."""
+        t = f"{self.threshold:g}"
+        rules: dict[Metric, str] = {
+            "accuracy": f"accuracy ≥ {t} × baseline (golden set)",
+            "p95_latency": f"p{self.quantile * 100:g} ≤ {t} × baseline (failures as slowest)",
+            "error_rate": f"error rate ≤ {1 + self.threshold:g} × baseline + {self.floor:g}",
+            "faithfulness": f"mean score ≥ {t}",
+            "csat": f"CSAT ≥ baseline {'−' if self.threshold < 0 else '+'} {abs(self.threshold):g}",
+            "preference": f"mean preference ≥ {t}",
+        }
+        return rules[self.metric]
 
     @property
     def direction(self) -> Direction:
@@ -93,6 +112,7 @@ class GateOverride(_Frozen):
     min_n: Annotated[int, Field(ge=1)] | None = None
     required: bool | None = None
     enabled: bool | None = None
+    floor: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
 class CanaryStep(_Frozen):
@@ -106,17 +126,17 @@ DEFAULT_GATES: tuple[GateSpec, ...] = (
     GateSpec(name="accuracy", stage="offline", metric="accuracy", threshold=0.95, min_n=1),
     GateSpec(name="p95_latency", stage="shadow", metric="p95_latency", threshold=1.10,
              window_h=1, min_n=400),
-    GateSpec(name="error_rate", stage="shadow", metric="error_rate", threshold=0.01,
-             window_h=1, min_n=400),
+    GateSpec(name="error_rate", stage="shadow", metric="error_rate", threshold=0.10,
+             floor=0.002, window_h=1, min_n=400),
     GateSpec(name="preference", stage="shadow", metric="preference", threshold=-0.2,
              window_h=1, min_n=100, required=False),
     GateSpec(name="faithfulness", stage="canary", metric="faithfulness", threshold=4.0,
              window_h=24, min_n=200),
     GateSpec(name="p95_latency", stage="canary", metric="p95_latency", threshold=1.10,
              window_h=24, min_n=400),
-    GateSpec(name="error_rate", stage="canary", metric="error_rate", threshold=0.01,
-             window_h=24, min_n=400),
-    GateSpec(name="csat", stage="canary", metric="csat", threshold=-0.15, window_h=48,
+    GateSpec(name="error_rate", stage="canary", metric="error_rate", threshold=0.10,
+             floor=0.002, window_h=24, min_n=400),
+    GateSpec(name="csat", stage="canary", metric="csat", threshold=-0.10, window_h=48,
              min_n=300),
 )  # fmt: skip
 
@@ -140,9 +160,12 @@ class RolloutSettings(_Frozen):
     max_ahead_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     #: Wall seconds between looks at ClickHouse for a newer watermark.
     poll_s: Annotated[float, Field(gt=0, le=600)] = 1.0
-    #: Family-wise error rate of one rollout, split evenly (Bonferroni) over its gates.
+    #: Family-wise error rate of one rollout, for each of its two errors: a false rollback
+    #: is split evenly (Bonferroni) over the enabled gates that can fail, a false promotion
+    #: over the required ones.
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    #: The sample size each interval is tuned to be tightest at.
+    #: The sample size the quantile bounds are tuned to be tightest at, when the route has
+    #: no measured traffic yet (otherwise: its traffic over each gate's window).
     t_star: Annotated[float, Field(gt=0)] = 5000.0
     shadow_min_duration_h: Annotated[float, Field(ge=0, le=24 * 30)] = 1.0
     canary_steps: Annotated[tuple[CanaryStep, ...], Field(min_length=1)] = DEFAULT_STEPS

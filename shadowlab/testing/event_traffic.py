@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from confluent_kafka import Producer
 
-from processors.gates.montecarlo import ModelProfile
+from processors.gates.montecarlo import DailyCycle, ModelProfile
 from producers.router import Router
 from schemas import Comparison, Event, FeedbackEvent, Judgement, RequestEvent
 from shadowlab.core.errors import UnknownRouteError
@@ -28,6 +28,9 @@ from shadowlab.testing.helpers import wait_until
 if TYPE_CHECKING:
     from processors.gates.role import GatesRole
 
+#: A timed-out call waits this long before it fails.
+TIMEOUT_S = 30.0
+_ERROR_TYPES = {"error": "APIError", "timeout": "APITimeoutError"}
 _REQUEST = {"messages": [{"role": "user", "content": "How long is the warranty?"}]}
 
 
@@ -47,10 +50,12 @@ class TrafficDriver:
         seed: int = 0,
         feedback_rate: float = 0.3,
         judge_rate: float = 0.3,
+        cycle: DailyCycle | None = None,
     ) -> None:
         self.topics, self.router, self.route, self.rps = topics, router, route, rps
         self.profiles = {"primary": primary, "candidate": candidate}
         self.feedback_rate, self.judge_rate = feedback_rate, judge_rate
+        self.cycle = cycle or DailyCycle()
         self.rng = np.random.default_rng(seed)
         self.counts: Counter[str] = Counter()
         self._producer = Producer(producer_config(kafka, **{"linger.ms": "20"}))
@@ -61,11 +66,18 @@ class TrafficDriver:
         if self.counts.total() % 2000 == 0:
             self._producer.poll(0)
 
-    def _call(self, side: str) -> tuple[float, str]:
+    def _call(self, side: str, when: dt.datetime) -> tuple[float, str]:
+        """One call's latency and status at event time ``when`` (its hour of the day)."""
         profile = self.profiles[side]
-        status = "error" if self.rng.random() < profile.error_rate else "ok"
-        latency = self.rng.lognormal(math.log(profile.latency_median_ms), profile.latency_sigma)
-        return round(float(latency), 3), status
+        s = self.cycle.at(when.hour + when.minute / 60)
+        failures = max(0.0, 1 + self.cycle.failures * s)
+        median = profile.latency_median_ms * max(0.05, 1 + self.cycle.latency * s)
+        draw = self.rng.random()
+        latency = float(self.rng.lognormal(math.log(median), profile.latency_sigma))
+        if draw < profile.timeout_rate * failures:
+            return TIMEOUT_S * 1000, "timeout"
+        status = "error" if draw < (profile.timeout_rate + profile.error_rate) * failures else "ok"
+        return round(latency, 3), status
 
     def chunk(self, start: dt.datetime, seconds: float) -> None:
         """Produce ``seconds`` of traffic starting at event time ``start``, then flush."""
@@ -82,7 +94,7 @@ class TrafficDriver:
         if flags is None:
             raise UnknownRouteError(f"route {self.route!r} has no flags")
         side = "candidate" if assignment.model == flags.canary else "primary"
-        latency, status = self._call(side)
+        latency, status = self._call(side, event_time)
         request_id = uuid.uuid4().hex
         request = RequestEvent.parse(
             {
@@ -90,7 +102,7 @@ class TrafficDriver:
                 "user_key": user, "request": _REQUEST, "model": assignment.model,
                 "arm": assignment.arm, "flags_version": assignment.flags_version,
                 "latency_ms": latency, "status": status,
-                "error_type": None if status == "ok" else "APIError",
+                "error_type": _ERROR_TYPES.get(status),
             }
         )  # fmt: skip
         self._send(self.topics.requests, request_id, request)
@@ -100,7 +112,7 @@ class TrafficDriver:
             self._feedback(request, side)
 
     def _comparison(self, request: RequestEvent, candidate: str) -> None:
-        latency, status = self._call("candidate")
+        latency, status = self._call("candidate", request.event_time)
         comparison = Comparison.parse(
             {
                 "request_id": request.request_id, "event_time": request.event_time,
@@ -118,12 +130,15 @@ class TrafficDriver:
                   "route": self.route, "arm": request.arm}  # fmt: skip
         if self.rng.random() < self.feedback_rate:
             csat = int(self.rng.choice(5, p=profile.csat)) + 1
+            shift = self.cycle.csat * self.cycle.at(request.event_time.hour)
+            if self.rng.random() < abs(shift):  # the daily cycle moves a rating one point
+                csat = min(5, max(1, csat + (1 if shift > 0 else -1)))
             feedback = FeedbackEvent.parse(
                 {**common, "feedback_id": uuid.uuid4().hex, "model": request.model, "csat": csat}
             )
             self._send(self.topics.feedback, request.request_id, feedback)
         if self.rng.random() < self.judge_rate:
-            score = float(np.clip(self.rng.normal(profile.faithfulness_mean, 0.6), 1, 5))
+            score = float(self.rng.choice(5, p=profile.faithfulness) + 1)  # a judge's 1-5
             judgement = Judgement.parse(
                 {
                     **common, "judgement_id": uuid.uuid4().hex, "kind": "faithfulness",

@@ -87,14 +87,31 @@ class ModelProfile(BaseModel):
     judge_prefers_first: bool = False
     #: Drift: from each ``at`` (event time) on, these fields replace the profile's.
     changes: list[ProfileChange] = Field(default_factory=list)
+    #: A daily cycle (relative amplitudes): latency × ``1 + daily_latency × s`` and error
+    #: rate × ``1 + daily_errors × s``, ``s = cos(2π (hour - daily_peak_hour) / 24)`` of the
+    #: request's UTC event time (1 at the peak hour, -1 twelve hours later).
+    daily_latency: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    daily_errors: Annotated[float, Field(ge=0, le=1)] = 0.0
+    daily_peak_hour: Annotated[float, Field(ge=0, lt=24)] = 0.0
 
     def at(self, when: dt.datetime) -> ModelProfile:
-        """The profile in force at event time ``when`` (the latest change at or before it)."""
+        """The profile in force at event time ``when``: its drift, then its daily cycle."""
         current = self
         for change in sorted(self.changes, key=lambda c: c.at):
             if change.at <= when:
                 current = current.model_copy(update=change.set)
-        return current
+        if not (current.daily_latency or current.daily_errors):
+            return current
+        hour = when.astimezone(dt.UTC)
+        s = math.cos(2 * math.pi * (hour.hour + hour.minute / 60 - current.daily_peak_hour) / 24)
+        latency = 1 + current.daily_latency * s
+        return current.model_copy(
+            update={
+                "latency_median_ms": current.latency_median_ms * latency,
+                "latency_p95_ms": current.latency_p95_ms * latency,
+                "error_rate": min(1.0, current.error_rate * (1 + current.daily_errors * s)),
+            }
+        )
 
     @property
     def sigma(self) -> float:

@@ -435,11 +435,16 @@ def test_the_table_lists_every_decision_in_order(page: Page, stored: tuple[str, 
     for row, d in zip(rows, decisions, strict=True):
         assert row[:5] == [d.decided_at.strftime("%m-%d %H:%M"), d.stage, d.gate, d.outcome,
                            d.action]  # fmt: skip
-        assert row[5:10] == [
+        assert row[5] == d.margin
+        assert row[6:11] == [
             fmt_number(v) for v in (d.value, d.baseline, d.threshold, d.ci_low, d.ci_high)
         ]
-        assert row[10] == f"{d.n:,}"
-        assert row[11] == (f"{d.window_start:%Y-%m-%d %H:%M} → {d.window_end:%Y-%m-%d %H:%M}")
+        assert row[11] == f"{d.n:,}"
+        assert row[12:14] == [
+            f"{d.needed_n:,}" if d.needed_n is not None else "",
+            f"{d.eta_h:.1f}" if d.eta_h is not None else "",
+        ]
+        assert row[14] == (f"{d.window_start:%Y-%m-%d %H:%M} → {d.window_end:%Y-%m-%d %H:%M}")
     moves = page.rows["moves"][1:]
     assert len(moves) == sum(d.action in ("advance", "promote", "rollback") for d in decisions)
     assert moves[-1][3:5] == ["fail", "rollback"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
-from schemas import RoutingFlags
+from schemas import GateDecision, RoutingFlags
 from shadowlab.core.errors import InvalidFlagsChangeError, UnknownRouteError
 from shadowlab.core.flags import set_flags
-from shadowlab.rollout_ops import COMMANDS, VERBS, audit_alert, manual_change
+from shadowlab.rollout_ops import COMMANDS, VERBS, audit_alert, latest_decisions, manual_change
+from sinks.clickhouse import insert_events
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -57,3 +59,25 @@ def test_the_audit_alert_says_who_did_what_and_why() -> None:
     assert (alert.kind, alert.severity, alert.flags_version) == ("manual", "warning", 1)
     assert alert.message == f"faq: {VERBS['rollback']} by bob: too slow"
     assert audit_alert(_shadow(), "resume", "bob", "ok").severity == "info"
+
+
+def test_the_latest_decision_of_each_gate_is_its_newest_row_nulls_included(
+    clickhouse: Client, ch_db: str
+) -> None:
+    def decision(minute: int, outcome: str, **fields: object) -> GateDecision:
+        at = NOW + dt.timedelta(minutes=minute)
+        return GateDecision.parse({
+            "decision_id": f"latest:canary.csat:{minute}", "route": "latest", "gate": "csat",
+            "stage": "canary", "window_start": NOW, "window_end": at, "decided_at": at, "n": 10,
+            "outcome": outcome, "margin": "CSAT ≥ baseline − 0.1", **fields,
+        })  # fmt: skip
+
+    insert_events(clickhouse, ch_db, [
+        decision(5, "inconclusive", value=-0.2, needed_n=900, eta_h=3.5),
+        decision(10, "pass"),  # decided: no value to show, nothing needed any more
+    ])  # fmt: skip
+    (latest,) = latest_decisions(clickhouse, ch_db, "latest")
+    assert (latest["outcome"], latest["value"], latest["needed_n"], latest["eta_h"]) == (
+        "pass", None, None, None,
+    )  # fmt: skip
+    assert latest["margin"] == "CSAT ≥ baseline − 0.1"

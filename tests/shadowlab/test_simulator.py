@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 import urllib.error
 import urllib.request
@@ -136,3 +137,18 @@ def test_a_judge_profile_answers_judge_prompts_deterministically() -> None:
     assert decide(sure, 0, ordinary).answer == "Shipping takes 3 days."
     plain = decide(ModelProfile(name="m"), 0, {"messages": claims_messages("q", answer)})
     assert not plain.answer.lstrip().startswith("{")
+
+
+def test_a_daily_cycle_slows_the_peak_hour_and_speeds_the_night() -> None:
+    profile = ModelProfile(name="m", latency_median_ms=800, latency_p95_ms=1500, error_rate=0.02,
+                           daily_latency=0.4, daily_errors=0.2, daily_peak_hour=14)  # fmt: skip
+    peak = profile.at(dt.datetime(2026, 3, 1, 14, tzinfo=dt.UTC))
+    night = profile.at(dt.datetime(2026, 3, 1, 2, tzinfo=dt.UTC))
+    assert (peak.latency_median_ms, night.latency_median_ms) == (
+        pytest.approx(1120),
+        pytest.approx(480),
+    )
+    assert (peak.error_rate, night.error_rate) == (pytest.approx(0.024), pytest.approx(0.016))
+    slow = sorted(decide(peak, 0, _req(i)).latency_s for i in range(2000))
+    fast = sorted(decide(night, 0, _req(i)).latency_s for i in range(2000))
+    assert statistics.median(slow) / statistics.median(fast) == pytest.approx(1120 / 480, rel=0.1)

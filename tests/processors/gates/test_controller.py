@@ -201,6 +201,10 @@ def test_defaults_are_the_users_promotion_criteria() -> None:
     assert by_key["canary.p95_latency"].window_h == 24
     assert by_key["canary.error_rate"].window_h == 24
     assert by_key["canary.csat"].window_h == 48
+    # "≤ baseline" and "≥ baseline CSAT", with their margins said in words
+    assert by_key["canary.error_rate"].margin == "error rate ≤ 1.1 × baseline + 0.002"
+    assert by_key["canary.csat"].margin == "CSAT ≥ baseline − 0.1"
+    assert by_key["canary.p95_latency"].margin == "p95 ≤ 1.1 × baseline (failures as slowest)"
 
 
 def test_a_canary_step_whose_arm_had_no_requests_never_advances_on_time_alone() -> None:
@@ -215,3 +219,36 @@ def test_a_canary_step_whose_arm_had_no_requests_never_advances_on_time_alone() 
     assert decide_tick(flags, failing, GATES, PLAN, hours(1), hours(1), step_requests=0).action == (
         "rollback"
     )  # a failing gate still rolls back at once
+
+
+def slow(n: int, needed: int) -> dict[str, Evaluation]:
+    """Canary gates passing, but CSAT inconclusive with ``n`` of ``needed`` samples."""
+    evaluations = outcomes("canary")
+    evaluations["canary.csat"] = Evaluation(
+        "inconclusive", n, -0.05, 3.7, -0.1, -0.2, 0.1, "CSAT ≥ baseline − 0.1", needed
+    )
+    return evaluations
+
+
+def test_a_hold_says_how_many_samples_each_gate_needs_and_when() -> None:
+    flags = flags_at("canary", weight=5000)
+    result = tick(flags, slow(1_000, 3_000), 2)  # 1,000 in 2 h: 2,000 more take 4 h
+    assert result.action == "hold"
+    assert "canary.csat (needs ~3,000 samples, has 1,000, ETA 4.0 h)" in result.reason
+    assert result.alerts == ()  # 2 + 4 h is well within max_hold_h (10 h)
+
+
+def test_a_gate_that_cannot_decide_within_the_hold_alerts_early_naming_the_traffic() -> None:
+    flags = flags_at("canary", weight=5000)
+    result = tick(flags, slow(1_000, 20_000), 2)  # 19,000 more at 500/h: 38 h > 8 h left
+    assert [a.kind for a in result.alerts] == ["slow_decision"]
+    alert = result.alerts[0]
+    assert alert.gate == "canary.csat"
+    assert "needs ~20,000 samples, has 1,000, at 500/h that is 38 h more, 8 h are left" in (
+        alert.message
+    )
+    assert "about 2,375 samples/h" in alert.message
+    assert "CSAT ≥ baseline − 0.1" in alert.message
+    # too early to tell (under 10 % of the hold), or too few samples: no alert
+    assert tick(flags, slow(1_000, 20_000), 0.5).alerts == ()
+    assert tick(flags, slow(100, 20_000), 2).alerts == ()

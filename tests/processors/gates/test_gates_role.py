@@ -56,14 +56,14 @@ def _gates() -> list[dict[str, Any]]:
          "min_n": 1},
         {"name": "p95_latency", "stage": "shadow", "metric": "p95_latency", "threshold": 1.25,
          **short},
-        {"name": "error_rate", "stage": "shadow", "metric": "error_rate", "threshold": 0.03,
-         **short},
+        {"name": "error_rate", "stage": "shadow", "metric": "error_rate", "threshold": 0.5,
+         "floor": 0.03, **short},
         {"name": "faithfulness", "stage": "canary", "metric": "faithfulness", "threshold": 4.0,
          **canary},
         {"name": "p95_latency", "stage": "canary", "metric": "p95_latency", "threshold": 1.25,
          **canary},
-        {"name": "error_rate", "stage": "canary", "metric": "error_rate", "threshold": 0.04,
-         **canary},
+        {"name": "error_rate", "stage": "canary", "metric": "error_rate", "threshold": 0.5,
+         "floor": 0.04, **canary},
         {"name": "csat", "stage": "canary", "metric": "csat", "threshold": -0.4, **canary},
     ]  # fmt: skip
 
@@ -187,7 +187,10 @@ def test_a_failing_gate_rolls_back_within_two_seconds_and_a_pause_wins(
     webhook: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, received = webhook
-    settings = _settings(tmp_path, ch_db, webhook_url=url)
+    # without the shadow p95 gate, which 40 % failures fail too (a failure is the slowest
+    # latency): one failing gate, so one alert while paused
+    gates_but_p95 = [g for g in _gates() if (g["stage"], g["name"]) != ("shadow", "p95_latency")]
+    settings = _settings(tmp_path, ch_db, webhook_url=url, gates=gates_but_p95)
     _start(settings, kafka)
     sink = SinkRole(settings, kafka, ClickHouseSink(clickhouse, ch_db))
     gates = GatesRole(settings, kafka, clickhouse)
