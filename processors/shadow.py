@@ -348,15 +348,20 @@ async def replay(
     while True:
         attempt += 1
         started = time.perf_counter()
-        outcome = await stream_call(client, model, kwargs, headers, started)
+        outcome = await stream_call(client, model, kwargs, headers, started,
+                                    deadline_s=endpoint.timeout_s)  # fmt: skip
         outcome["answer"] = cut_text(outcome["answer"], cfg.max_answer_chars)
         latency_ms = outcome["reported_ms"] or (time.perf_counter() - started) * 1000
         error = outcome.get("error")
+        if error is None and latency_ms > endpoint.timeout_s * 1000:
+            # a time-compressing simulator's call that took, in its time, past the deadline
+            error = CallDeadlineExceededError(endpoint.timeout_s)
         if error is None:
             return _result(event, endpoint, attempt, latency_ms, outcome, "ok", None)
-        if isinstance(error, openai.APITimeoutError):
+        if isinstance(error, openai.APITimeoutError | CallDeadlineExceededError):
+            latency_ms = min(latency_ms, endpoint.timeout_s * 1000)
             return _result(
-                event, endpoint, attempt, latency_ms, outcome, "timeout", "APITimeoutError"
+                event, endpoint, attempt, latency_ms, outcome, "timeout", type(error).__name__
             )
         retry_in = _retry_in(error, attempt, cfg)
         if retry_in is not None:
@@ -384,19 +389,48 @@ def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | No
     return cfg.backoff_base_s * 2 ** (attempt - 1) if retryable else None
 
 
+class CallDeadlineExceededError(TimeoutError):
+    """A model call that did not finish within its endpoint's ``timeout_s``, whole."""
+
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__(f"the call did not finish within its {deadline_s:g} s deadline")
+        self.deadline_s = deadline_s
+
+
 async def stream_call(
     client: openai.AsyncOpenAI,
     model: str,
     kwargs: dict[str, Any],
     headers: dict[str, str],
     started: float,
+    *,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
     """One streamed call: answer, TTFT, usage and a simulator's timings, or the exception.
 
     Returns a dict with ``answer``, ``ttft_ms``, ``prompt_tokens``, ``completion_tokens``,
     ``reported_ms`` (a time-compressing simulator's latency, else None) and, on failure,
-    ``error`` (the ``openai`` exception). ``started`` is the ``perf_counter`` of the call.
+    ``error`` (the ``openai`` exception, or :class:`CallDeadlineExceededError`). ``started``
+    is the ``perf_counter`` of the call. ``deadline_s`` bounds the *whole* call, first byte to
+    last chunk: the client's own timeout only bounds each wait between reads, so a server
+    trickling a token every half second would otherwise never time out.
     """
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await _stream_call(client, model, kwargs, headers, started)
+    except TimeoutError:
+        error = CallDeadlineExceededError(deadline_s or 0.0)
+        return {"answer": None, "ttft_ms": None, "prompt_tokens": 0, "completion_tokens": 0,
+                "reported_ms": None, "error": error}  # fmt: skip
+
+
+async def _stream_call(
+    client: openai.AsyncOpenAI,
+    model: str,
+    kwargs: dict[str, Any],
+    headers: dict[str, str],
+    started: float,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "answer": None,
         "ttft_ms": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from processors.shadow import ShadowRole
+from processors.clients import model_client
+from processors.shadow import ShadowRole, replay
 from schemas import ShadowResult
 from shadowlab.core.settings import Settings
 from shadowlab.testing import (
@@ -55,9 +57,11 @@ def _settings(
     prices = {"price_input_per_1k": 0.01, "price_output_per_1k": 0.03}
     return make_settings(
         tmp_path,
-        models=models_at(
-            sim.base_url, "gpt-4", "gpt-4o", "ft-1", "broken", "stuck", **prices, timeout_s=0.5
-        ),
+        # a deadline past every simulated latency, except the hang's (cut at 0.5 s)
+        models=[
+            *models_at(sim.base_url, "gpt-4", "gpt-4o", "ft-1", **prices, timeout_s=5),
+            *models_at(sim.base_url, "broken", "stuck", **prices, timeout_s=0.5),
+        ],
         routes=[route_config("gpt-4", *candidates)],
         topics={"requests": requests, "shadow": shadow},
         shadow={"batch_size": 50, "backoff_base_s": 0.01, **shadow_cfg},
@@ -122,8 +126,10 @@ def test_errors_and_timeouts_are_results_with_their_type(
     assert {(r.status, r.error_type, r.attempts) for r in broken} == {
         ("error", "InternalServerError", 3)
     }
-    assert {(r.status, r.error_type) for r in stuck} == {("timeout", "APITimeoutError")}
-    assert all(r.latency_ms >= 450 for r in stuck)
+    # the client's read timeout and the whole-call deadline are both timeout_s: either fires
+    assert {r.status for r in stuck} == {"timeout"}
+    assert {r.error_type for r in stuck} <= {"APITimeoutError", "CallDeadlineExceededError"}
+    assert all(450 <= r.latency_ms <= 500 for r in stuck)
 
 
 def test_budget_is_respected_and_skips_are_counted(
@@ -195,3 +201,24 @@ def test_malformed_requests_go_to_the_dead_letter_topic(
     headers = dict(dead.headers() or [])
     assert b"invalid RequestEvent" in headers["error"]
     assert role.counters.malformed == 1
+
+
+def test_timeout_s_is_a_deadline_for_the_whole_call(tmp_path: Path) -> None:
+    # a real-time stream of a word every ~0.1 s for ~3 s: no wait between reads reaches 1 s
+    # (httpx's timeout), but the call as a whole does
+    trickle = {"name": "trickle", "latency_median_ms": 3000, "latency_p95_ms": 3100}
+    with simulated_models([trickle], seed=1, time_scale=1.0) as sim:
+        settings = make_settings(tmp_path, models=models_at(sim.base_url, "trickle", timeout_s=1.0))
+        endpoint = settings.model("trickle")
+        event = sample_request(request={"messages": MESSAGES})
+
+        async def call() -> ShadowResult | None:
+            client = model_client(endpoint, max_retries=0)
+            async with client:
+                return await replay(client, endpoint, event, settings.shadow)
+
+        result = asyncio.run(call())
+    assert result is not None
+    assert (result.status, result.error_type) == ("timeout", "CallDeadlineExceededError")
+    assert result.latency_ms == pytest.approx(1000, abs=1)
+    assert result.answer is None  # cut at the deadline, not served to the end of the stream
