@@ -23,6 +23,7 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -44,7 +45,7 @@ from processors.catchup import (
 from processors.pairing import Step, on_request, on_shadow, on_tick
 from schemas import Comparison, EventValidationError, RequestEvent, ShadowResult
 from shadowlab.core.errors import EventTimeOutOfBandError, JoinFailedError
-from shadowlab.core.kafka import dead_letter
+from shadowlab.core.kafka import dead_letter, murmur2_partition
 from shadowlab.core.settings import CandidateConfig, JoinSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class JoinCounters:
     caught_up: int = 0
     #: Timer ticks done (each looks at every entry's window).
     ticks: int = 0
+    #: Events on another partition than murmur2 places their request_id on: a producer
+    #: with another partitioner (its request and results may never meet in one worker).
+    misplaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class JoinRole:
     ) -> None:
         self.settings = settings
         self._band = settings.admission.band()
+        self._misplaced_logged = -math.inf
         self.cfg: JoinSettings = settings.join
         self.counters = JoinCounters()
         self.failed: FailedEvent | None = None
@@ -304,6 +309,7 @@ class JoinRole:
                 event = ShadowResult.from_json(raw)
             self._band.admit(event.event_time, dt.datetime.now(dt.UTC))
             key = event.request_id
+            self._check_placement(message, key)
             if isinstance(event, RequestEvent):
                 step = on_request(table.get(key), event, self.expected(event), now)
             else:
@@ -324,6 +330,23 @@ class JoinRole:
             return
         await apply(key, step)
         self.counters.outcomes[step.outcome] += 1
+
+    def _check_placement(self, message: Any, key: str) -> None:
+        """Count (and log, once a minute) an event not where murmur2 places its request_id."""
+        expected = murmur2_partition(key.encode(), self.settings.topics.partitions)
+        if message.partition == expected:
+            return
+        self.counters.misplaced += 1
+        now = time.monotonic()
+        if now - self._misplaced_logged >= 60:
+            self._misplaced_logged = now
+            log.warning(
+                "join: %s[%s] holds request_id %r, which murmur2 places on partition %d: its "
+                "producer used another partitioner, so a request and its shadow results may "
+                "reach different join workers and never pair (%d such events so far; produce "
+                "with the Java client's murmur2 on the request_id key, see README, Join)",
+                message.topic, message.partition, key, expected, self.counters.misplaced,
+            )  # fmt: skip
 
     async def send(self, topic: Any, comparison: Comparison) -> None:
         """Hand one comparison to the producer (keyed by request_id, like its inputs).

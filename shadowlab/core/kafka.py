@@ -40,6 +40,33 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "enable.metrics.push": "false",
 }
 
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition the Java client's default partitioner gives ``key`` (murmur2).
+
+    ``(murmur2(key) & 0x7fffffff) % partitions``, Kafka's ``Utils.murmur2`` (seed
+    ``0x9747b28c``): what librdkafka's ``murmur2_random``, faust/aiokafka and Java/Go
+    clients place a keyed record on. The join uses it to notice a producer that placed a
+    request or a shadow result elsewhere (another partitioner).
+    """
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) & ~3
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[whole:]
+    if tail:
+        h ^= int.from_bytes(tail, "little")
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
 #: Producer settings: idempotent, durable, lz4-compressed, short linger. Keys are placed with
 #: the Java client's murmur2 hash, so a request and its shadow results (keyed by request_id)
 #: share a partition number with what faust (aiokafka) and Java/Go services produce: the

@@ -15,7 +15,7 @@ from processors.catchup import committed_offsets
 from processors.join import JoinRole
 from schemas import Comparison, RequestEvent, ShadowResult
 from shadowlab.core.errors import JoinFailedError
-from shadowlab.core.kafka import ensure_topics
+from shadowlab.core.kafka import ensure_topics, murmur2_partition, producer_config
 from shadowlab.core.settings import Settings
 from shadowlab.embedded.broker import EmbeddedBroker
 from shadowlab.testing import (
@@ -341,3 +341,33 @@ def test_deployments_sharing_a_group_id_never_recover_each_others_entries(
         wait_until(lambda: other.counters.ticks > joined_at + 10)  # windows of 0.5 s are over
     assert other.counters.comparisons == {"joined": 1}  # no false missing for the first's 20
     assert other.counters.open_entries <= 1
+
+
+def test_a_request_off_its_murmur2_partition_is_counted_and_said(
+    broker: EmbeddedBroker,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _settings(topic_factory, tmp_path, window_s=60.0)
+    topics = settings.topics
+    requests, results = _pairs(30, "placed")
+    produce(kafka, topics.requests, requests, "request_id")
+    produce(kafka, topics.shadow, results, "request_id")
+    # librdkafka's murmur2_random is where murmur2_partition says, for every key
+    placed = read_messages(kafka, topics.requests, count=30)
+    assert all(m.partition() == murmur2_partition(m.key(), 4) for m in placed)
+    assert len({m.partition() for m in placed}) > 1
+    # a producer with another partitioner (kcat's default, say) puts one elsewhere
+    stray = sample_request(request_id="stray-1")
+    wrong = (murmur2_partition(b"stray-1", 4) + 1) % 4
+    producer = Producer(producer_config(kafka))
+    producer.produce(topics.requests, key=b"stray-1", value=stray.to_json(), partition=wrong)
+    producer.flush(10)
+    role = _role(settings, broker)
+    with caplog.at_level("WARNING", logger="processors.join"):
+        run_until(role, lambda: role.counters.consumed >= 61, timeout_s=60)
+    assert role.counters.misplaced == 1
+    assert "murmur2 places on partition" in caplog.text
+    assert "stray-1" in caplog.text
