@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -82,6 +83,32 @@ class TokenBucket:
             self._tokens -= 1
             return True
         return False
+
+
+@dataclass
+class RateLimit:
+    """A provider's limit of ``per_minute`` units (requests, tokens): how long to wait.
+
+    A reservation takes its units at once and may leave the balance negative: the debt is
+    the wait, so concurrent callers queue up in order. The balance refills continuously and
+    holds at most one second's worth (at least one call), so a quiet spell never turns into
+    a burst the provider would refuse.
+    """
+
+    per_minute: float
+    _balance: float = field(default=math.nan, repr=False)
+    _at: float = field(default=0.0, repr=False)
+
+    def reserve(self, now: float, units: float = 1.0) -> float:
+        """Take ``units`` at time ``now``; the seconds to wait before using them (0: now)."""
+        rate = self.per_minute / 60.0
+        cap = max(rate, units, 1.0)
+        if math.isnan(self._balance):
+            self._balance, self._at = cap, now
+        self._balance = min(cap, self._balance + max(0.0, now - self._at) * rate)
+        self._at = max(self._at, now)
+        self._balance -= units
+        return 0.0 if self._balance >= 0 else -self._balance / rate
 
 
 @dataclass

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import math
 import threading
 import time
 import uuid
@@ -34,7 +35,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.budget import RecentPairs, SpendWindow, TokenBucket, replay_candidates
+from processors.budget import (
+    RateLimit,
+    RecentPairs,
+    SpendWindow,
+    TokenBucket,
+    replay_candidates,
+)
 from processors.clients import model_client, reported_timings
 from schemas import EventValidationError, RequestEvent, ShadowResult
 from schemas.fast import BatchDecoder
@@ -66,6 +73,10 @@ class ShadowCounters(BatchCounters):
     spend_usd: collections.defaultdict[str, float] = field(
         default_factory=lambda: collections.defaultdict(float)
     )
+    #: The most replays in flight to each candidate at once, so far.
+    peak_in_flight: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Seconds replays waited for the endpoints' request and token limits.
+    paced_s: float = 0.0
 
 
 @dataclass
@@ -75,9 +86,18 @@ class _Candidate:
     client: openai.AsyncOpenAI
     bucket: TokenBucket | None
     spend: SpendWindow | None
+    limit: asyncio.Semaphore
+    #: The endpoint's request and token limits (shared by the candidates it serves).
+    limits: tuple[RateLimit | None, RateLimit | None]
+    in_flight: int = 0
     last_warning: float = -1e9
     cost_sum: float = 0.0
     cost_n: int = 0
+
+    def tokens(self, event: RequestEvent) -> float:
+        """Tokens ``event`` may use: its prompt (about 4 characters a token) and its limit."""
+        chars = sum(len(str(m.content or "")) for m in event.request.messages)
+        return chars / 4 + (event.request.max_tokens or 256)
 
     def estimate(self, event: RequestEvent) -> float:
         """Expected cost of replaying ``event``: the mean so far, else from its size."""
@@ -115,6 +135,7 @@ class ShadowRole(BatchRole):
         self._stage_of = stage_of
         self._report_every_s = report_every_s
         self._routes: dict[str, list[_Candidate]] = {}
+        self._limits: dict[str, tuple[RateLimit | None, RateLimit | None]] = {}
         for route in settings.routes:
             self._routes[route.name] = [self._candidate(c) for c in route.candidates]
         self._paid = RecentPairs(self.cfg.dedupe_window)
@@ -125,12 +146,18 @@ class ShadowRole(BatchRole):
     def _candidate(self, config: CandidateConfig) -> _Candidate:
         endpoint = self.settings.model(config.model)
         client = model_client(endpoint, max_retries=0)  # the role retries itself
+        limits = self._limits.setdefault(endpoint.name, (
+            RateLimit(endpoint.max_rpm) if endpoint.max_rpm else None,
+            RateLimit(endpoint.max_tpm) if endpoint.max_tpm else None,
+        ))  # fmt: skip
         return _Candidate(
             config,
             endpoint,
             client,
             TokenBucket(config.max_rps) if config.max_rps else None,
             SpendWindow(config.max_usd_per_hour) if config.max_usd_per_hour else None,
+            asyncio.Semaphore(config.max_concurrency),
+            limits,
         )
 
     async def run_async(self) -> None:
@@ -143,6 +170,9 @@ class ShadowRole(BatchRole):
         consumer.subscribe([topics.requests])
         self._consumer = consumer
         limit = asyncio.Semaphore(self.cfg.concurrency)
+        for candidates in self._routes.values():  # this loop's semaphores
+            for candidate in candidates:
+                candidate.limit = asyncio.Semaphore(candidate.config.max_concurrency)
         # results already on llm.shadow were paid for (by us before a crash, or by another
         # instance before a rebalance): learn them before replaying anything
         await asyncio.to_thread(scan_paid, self._connection, topics.shadow, self._paid, self._stop)
@@ -169,7 +199,9 @@ class ShadowRole(BatchRole):
         dlq_suffix = self.settings.topics.dlq_suffix
         now = dt.datetime.now(dt.UTC)
         jobs: list[Any] = []
-        for message in batch:
+        offsets = arrival_offsets(batch, time.time(), self.cfg.pace_window_s)
+        started = time.monotonic()
+        for message, offset in zip(batch, offsets, strict=True):
             self.counters.consumed += 1
             try:
                 event = RequestEvent.from_json(message.value() or b"")
@@ -181,7 +213,7 @@ class ShadowRole(BatchRole):
                     self.counters.undeliverable += 1
                 continue
             jobs.extend(
-                self._replay(event, c, reserved, producer, limit)
+                self._replay(event, c, reserved, producer, limit, start_at=started + offset)
                 for c, reserved in self._plan(event)
             )
         await asyncio.gather(*jobs)
@@ -228,15 +260,24 @@ class ShadowRole(BatchRole):
         reserved: float,
         producer: Producer,
         limit: asyncio.Semaphore,
+        *,
+        start_at: float,
     ) -> None:
-        async with limit:
+        await sleep_unless_stopped(start_at - time.monotonic(), self._stop)  # arrival pace
+        async with candidate.limit, limit:
+            await self._wait_for_limits(candidate, event)
+            name = candidate.config.model
             self.counters.in_flight += 1
+            candidate.in_flight += 1
+            peak = self.counters.peak_in_flight
+            peak[name] = max(peak[name], candidate.in_flight)
             try:
                 result = await replay(
                     candidate.client, candidate.endpoint, event, self.cfg, self._stop
                 )
             finally:
                 self.counters.in_flight -= 1
+                candidate.in_flight -= 1
         name = candidate.config.model
         actual = result.cost_usd if result is not None else 0.0
         if candidate.spend is not None:
@@ -256,6 +297,18 @@ class ShadowRole(BatchRole):
             return
         producer.poll(0)
         self._pending_pairs.append((event.request_id, name))
+
+    async def _wait_for_limits(self, candidate: _Candidate, event: RequestEvent) -> None:
+        """Wait until the endpoint's request and token limits allow this call."""
+        requests, tokens = candidate.limits
+        now = time.monotonic()
+        wait = max(
+            requests.reserve(now) if requests else 0.0,
+            tokens.reserve(now, candidate.tokens(event)) if tokens else 0.0,
+        )
+        if wait > 0:
+            self.counters.paced_s += wait
+            await sleep_unless_stopped(wait, self._stop)
 
     def _remember_paid(self) -> None:
         pairs, self._pending_pairs = self._pending_pairs, []
@@ -370,6 +423,23 @@ async def replay(
         if isinstance(error, openai.RateLimitError) and not cfg.rate_limit_is_error:
             return None
         return _result(event, endpoint, attempt, latency_ms, outcome, "error", type(error).__name__)
+
+
+def arrival_offsets(batch: list[Message], now_s: float, window_s: float) -> list[float]:
+    """Seconds after the batch starts at which each message's replays start.
+
+    Each message's Kafka timestamp (when its request was produced) relative to the batch's
+    first: live traffic is replayed at the pace it arrived. All zeros when pacing is off
+    (``window_s == 0``), when a timestamp is missing, or when the newest message is older
+    than ``window_s`` (a backlog: replayed as fast as the limits allow).
+    """
+    stamps = [m.timestamp()[1] / 1000 if m.timestamp()[0] else math.nan for m in batch]
+    if not stamps or window_s <= 0 or any(math.isnan(t) for t in stamps):
+        return [0.0] * len(batch)
+    if now_s - max(stamps) > window_s:
+        return [0.0] * len(batch)
+    first = min(stamps)
+    return [min(t - first, window_s) for t in stamps]
 
 
 def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | None:

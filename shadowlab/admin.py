@@ -86,9 +86,12 @@ LABEL_NAMES: dict[str, str] = {
     "verdicts": "kind",  # judge
     "no_score": "reason",  # judge
     "preferences": "preference",  # judge
+    "peak_in_flight": "candidate",  # shadow
 }
 #: Counters that go up and down (everything else only goes up).
-GAUGES: frozenset[str] = frozenset({"in_flight", "open_entries", "stalled_seconds"})
+GAUGES: frozenset[str] = frozenset(
+    {"in_flight", "open_entries", "stalled_seconds", "peak_in_flight"}
+)
 #: Fields that are not measurements (gates: monotonic clock readings for latency checks).
 SKIPPED: frozenset[str] = frozenset({"decided_at"})
 

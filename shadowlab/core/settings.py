@@ -193,7 +193,12 @@ class ModelEndpoint(_Section):
     upstream_name: str | None = None
     price_input_per_1k: Annotated[float, Field(ge=0)] = 0.0
     price_output_per_1k: Annotated[float, Field(ge=0)] = 0.0
+    #: A deadline for the whole call (first byte to last chunk), not only between reads.
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: The provider's limits, as the shadow role paces its replays to them (it waits, it
+    #: does not drop): requests and tokens (prompt estimate + completion limit) per minute.
+    max_rpm: Annotated[float, Field(gt=0)] | None = None
+    max_tpm: Annotated[float, Field(gt=0)] | None = None
 
     def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
         """US dollars for a call with these token counts."""
@@ -227,6 +232,9 @@ class CandidateConfig(_Section):
     max_usd_per_hour: Annotated[float, Field(gt=0)] | None = None
     #: Replays per second cap (token bucket).
     max_rps: Annotated[float, Field(gt=0)] | None = None
+    #: Replays in flight to this candidate at once: a backlog is not replayed as a burst
+    #: that the primary never saw (its latency would be measured under that load).
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 8
 
 
 class ShadowSettings(_Section):
@@ -235,6 +243,11 @@ class ShadowSettings(_Section):
     group_id: str = "shadowlab-shadow"
     #: Replays in flight at once (all candidates together).
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    #: Replay live traffic at the pace it arrived: within a batch whose newest request was
+    #: produced less than this many seconds ago, each replay starts at its request's
+    #: arrival offset (Kafka timestamps) instead of all at once; 0 turns it off. An older
+    #: backlog is replayed as fast as ``max_concurrency`` and the endpoints' limits allow.
+    pace_window_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Requests consumed per batch; offsets are committed after a batch's results are out.
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3

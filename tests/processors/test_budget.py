@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.budget import RecentPairs, SpendWindow, TokenBucket, sampled
+from processors.budget import RateLimit, RecentPairs, SpendWindow, TokenBucket, sampled
+from processors.shadow import arrival_offsets
 
 
 def test_sampling_is_deterministic_and_at_the_rate() -> None:
@@ -37,3 +38,32 @@ def test_recent_pairs_forget_the_oldest() -> None:
         pairs.add(p)
     assert ("a", "m") not in pairs
     assert ("c", "m") in pairs
+
+
+def test_a_rate_limit_queues_callers_in_order_instead_of_refusing_them() -> None:
+    limit = RateLimit(per_minute=600)  # 10 a second, at most one second's worth at once
+    waits = [limit.reserve(0.0) for _ in range(13)]
+    assert waits[:10] == [0.0] * 10
+    assert waits[10:] == pytest.approx([0.1, 0.2, 0.3])
+    assert limit.reserve(10.0) == 0.0  # refilled, but never past one second's worth
+    assert [limit.reserve(10.0) for _ in range(10)][-1] == pytest.approx(0.1)
+    tokens = RateLimit(per_minute=60_000)  # 1,000 tokens a second
+    assert tokens.reserve(0.0, 2_500) == 0.0  # one call bigger than a second's worth goes
+    assert tokens.reserve(0.0, 500) == pytest.approx(0.5)
+
+
+class _Message:
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, -1) if self.at is None else (1, round(self.at * 1000))
+
+
+def test_live_requests_are_replayed_at_their_arrival_offsets_a_backlog_at_once() -> None:
+    live = [_Message(t) for t in (100.0, 100.5, 102.0)]
+    assert arrival_offsets(live, 103.0, 30) == pytest.approx([0.0, 0.5, 2.0])  # type: ignore[arg-type]
+    assert arrival_offsets(live, 200.0, 30) == [0.0, 0.0, 0.0]  # type: ignore[arg-type]
+    assert arrival_offsets(live, 103.0, 0) == [0.0, 0.0, 0.0]  # type: ignore[arg-type]
+    unknown = [_Message(100.0), _Message(None)]
+    assert arrival_offsets(unknown, 101.0, 30) == [0.0, 0.0]  # type: ignore[arg-type]

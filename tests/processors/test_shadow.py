@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,56 @@ def test_timeout_s_is_a_deadline_for_the_whole_call(tmp_path: Path) -> None:
     assert (result.status, result.error_type) == ("timeout", "CallDeadlineExceededError")
     assert result.latency_ms == pytest.approx(1000, abs=1)
     assert result.answer is None  # cut at the deadline, not served to the end of the stream
+
+
+def test_a_backlog_is_replayed_within_each_candidates_and_endpoints_limits(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 2), topic_factory("shadow", 2)
+    settings = make_settings(
+        tmp_path,
+        models=[
+            *models_at(simulator.base_url, "gpt-4", "gpt-4o", timeout_s=5),
+            *models_at(simulator.base_url, "ft-1", timeout_s=5, max_rpm=600),  # 10 a second
+        ],
+        routes=[
+            route_config(
+                "gpt-4",
+                {"model": "gpt-4o", "max_concurrency": 2},
+                {"model": "ft-1", "max_concurrency": 100},
+            )
+        ],
+        topics={"requests": requests, "shadow": shadow},
+        shadow={"batch_size": 500, "pace_window_s": 0},
+    )
+    produce(kafka, requests, _requests(30), key_field="request_id")
+    role = ShadowRole(settings, kafka)
+    run_until(role, lambda: role.counters.results >= 60)
+    results = read_events(kafka, shadow, ShadowResult, count=60)
+    assert role.counters.peak_in_flight["gpt-4o"] <= 2  # never the burst of 30
+    assert role.counters.peak_in_flight["ft-1"] > 2  # its own limit is the endpoint's rate
+    # 30 calls at 10 a second, the first second's worth at once: the last starts >= 2 s on
+    ft_1 = sorted(r.replayed_at for r in results if r.candidate == "ft-1")
+    assert (ft_1[-1] - ft_1[0]).total_seconds() >= 1.9
+    assert role.counters.paced_s > 0
+
+
+def test_live_traffic_is_replayed_at_the_pace_it_arrived(
+    simulator: Simulator,
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)
+    settings = _settings(simulator, tmp_path, requests, shadow, [{"model": "gpt-4o"}])
+    for event in _requests(4):  # produced 0.4 s apart, read in one batch
+        produce(kafka, requests, [event], key_field="request_id")
+        time.sleep(0.4)  # the traffic's pace (what is checked is the replay's)
+    role = ShadowRole(settings, kafka)
+    run_until(role, lambda: role.counters.results >= 4)
+    results = sorted(read_events(kafka, shadow, ShadowResult, count=4), key=lambda r: r.replayed_at)
+    gaps = [(b.replayed_at - a.replayed_at).total_seconds() for a, b in pairwise(results)]
+    assert min(gaps) >= 0.3  # not all at once, as they were read
