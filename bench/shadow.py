@@ -86,7 +86,12 @@ def main() -> None:
                     {"name": "cand", "base_url": base_url},
                 ],
                 routes=[
-                    {"name": "support-answer", "primary": "prim", "candidates": [{"model": "cand"}]}
+                    {
+                        "name": "support-answer",
+                        "primary": "prim",
+                        # the engine's capacity: the candidate may use all of it
+                        "candidates": [{"model": "cand", "max_concurrency": args.concurrency}],
+                    }
                 ],
                 shadow={"concurrency": args.concurrency, "batch_size": args.batch},
             )
