@@ -11,7 +11,7 @@ from clickhouse_connect.driver.client import Client
 from schemas import FeedbackEvent, RequestEvent, ShadowResult
 from shadowlab.testing import sample_request, sample_shadow
 from sinks.clickhouse import insert_events
-from sinks.migrations import apply_migrations
+from sinks.migrations import MIGRATIONS, apply_migrations
 from sinks.rollups import ROLLUP_VIEWS
 
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -114,5 +114,7 @@ def test_the_rollup_migration_backfills_existing_events(
     requests, results, _ = _traffic()
     insert_events(clickhouse, db_before_rollups, requests)
     insert_events(clickhouse, db_before_rollups, results)
-    assert apply_migrations(clickhouse, db_before_rollups) == [3, 4, 5, 6]
+    assert apply_migrations(clickhouse, db_before_rollups) == [
+        m.version for m in MIGRATIONS if m.version >= 3
+    ]
     assert _calls(clickhouse, db_before_rollups) == _expected_calls(requests, results)
