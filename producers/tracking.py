@@ -16,6 +16,7 @@ type becomes ``error_type``). The exception still reaches the caller; emitting n
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import sys
 import time
@@ -113,6 +114,23 @@ _PARAMS = (
 )
 
 
+#: The longest user or session key stored as given (``schemas._base.UserKey``).
+MAX_KEY_CHARS = 256
+
+
+def stored_key(key: str | None) -> str | None:
+    """``key`` as stored: as given up to 256 characters, else ``sha256:<hex>`` of it.
+
+    The Router routes on the key as given; only the stored form is bounded (an empty key is
+    stored as none).
+    """
+    if not key:
+        return None
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def _is_timeout(exc: Exception) -> bool:
     """Whether ``exc`` is the ``openai`` client's timeout (loaded if it raised it)."""
     openai_module = sys.modules.get("openai")
@@ -177,8 +195,8 @@ def track_request(
                     "request_id": request_id or f"req-{uuid.uuid4().hex}",
                     "event_time": event_time,
                     "route": route,
-                    "user_key": key,
-                    "session_id": session_id,
+                    "user_key": stored_key(key),
+                    "session_id": stored_key(session_id),
                     "tenant": tenant,
                     "request": {"messages": call.messages, **params},
                     "context_documents": [dict(d) for d in context_documents],

@@ -13,6 +13,10 @@ from schemas.errors import EventValidationError
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
 ]
+#: A user's or session's key, as the service knows it: any text (names with spaces, e-mail
+#: addresses with accents), up to 256 characters; ``track_request`` stores a longer one as
+#: ``sha256:<hex>`` of it (the Router routes on the key as given, whatever its length).
+UserKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 #: A route name as used in flags, topics keys and ClickHouse: lowercase slug.
 RouteName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")

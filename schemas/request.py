@@ -17,6 +17,7 @@ from schemas._base import (
     Timestamp,
     Tokens,
     Usd,
+    UserKey,
 )
 
 #: How a model call ended. ``timeout`` is the client giving up; ``error`` any other failure.
@@ -55,7 +56,8 @@ class ChatRequest(_Part):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     seed: int | None = None
-    stop: list[str] | None = None
+    #: One stop sequence or a list of them, as the OpenAI API accepts both.
+    stop: str | list[str] | None = None
 
 
 class ContextDocument(_Part):
@@ -98,8 +100,8 @@ class RequestEvent(_ModelCall):
     #: When the service received the request (event time: windows and gates use this).
     event_time: Timestamp
     route: RouteName
-    user_key: Identifier | None = None
-    session_id: Identifier | None = None
+    user_key: UserKey | None = None
+    session_id: UserKey | None = None
     tenant: Identifier | None = None
     request: ChatRequest
     context_documents: list[ContextDocument] = Field(default_factory=list)
@@ -122,7 +124,7 @@ class FeedbackEvent(Event):
     #: The model and arm that served the request, when the service knows them.
     model: ModelName | None = None
     arm: Arm | None = None
-    user_key: Identifier | None = None
+    user_key: UserKey | None = None
     csat: Annotated[int, Field(ge=1, le=5)] | None = None
     thumbs: Literal["up", "down"] | None = None
     comment: ShortText | None = None

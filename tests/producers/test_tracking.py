@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -142,3 +143,25 @@ def test_errors_and_timeouts_are_recorded_and_reraised(
     assert (error.status, error.error_type, error.cost_usd) == ("error", "InternalServerError", 0.0)
     assert (timeout.status, timeout.error_type) == ("timeout", "APITimeoutError")
     assert timeout.latency_ms >= 500
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["Jane Doe", "josé@example.com", "用户-7", "x" * 300],
+    ids=["space", "accent", "cjk", "long"],
+)
+def test_any_user_key_and_a_string_stop_are_recorded_not_dropped(
+    simulator: Simulator, events: EventProducer, kafka: dict[str, str], key: str
+) -> None:
+    router = _router("gpt-4", "gpt-4o", weight=10_000)
+    with (
+        _client(simulator) as client,
+        track_request(router, events, PRICES, route="faq", key=key, messages=MESSAGES,
+                      session_id=key, stop="END") as call,
+    ):  # fmt: skip
+        call.create(client)
+    [event] = _emitted(kafka, events, 1)
+    assert event.request.stop == "END"
+    stored = key if len(key) <= 256 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    assert (event.user_key, event.session_id) == (stored, stored)
+    assert events.stats.emitted == 1
