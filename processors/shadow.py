@@ -97,14 +97,15 @@ class _Candidate:
     def tokens(self, event: RequestEvent) -> float:
         """Tokens ``event`` may use: its prompt (about 4 characters a token) and its limit."""
         chars = sum(len(str(m.content or "")) for m in event.request.messages)
-        return chars / 4 + (event.request.max_tokens or 256)
+        limit = event.request.max_completion_tokens or event.request.max_tokens
+        return chars / 4 + (limit or 256)
 
     def estimate(self, event: RequestEvent) -> float:
         """Expected cost of replaying ``event``: the mean so far, else from its size."""
         if self.cost_n:
             return self.cost_sum / self.cost_n
         chars = sum(len(str(m.content or "")) for m in event.request.messages)
-        output = event.request.max_tokens or 256
+        output = event.request.max_completion_tokens or event.request.max_tokens or 256
         return self.endpoint.cost(chars / 4, output)
 
 
@@ -393,7 +394,7 @@ async def replay(
     stop: threading.Event | None = None,
 ) -> ShadowResult | None:
     """Replay ``event`` against ``endpoint``; None when rate limited past what is honoured."""
-    kwargs = event.request.model_dump(exclude_none=True)  # messages, tools, sampling params
+    kwargs = sent_parameters(event)
     model = endpoint.upstream_name or endpoint.name
     # the original event time: lets a simulator replay drift exactly as live traffic saw it
     headers = {EVENT_TIME_HEADER: event.event_time.isoformat()}
@@ -423,6 +424,17 @@ async def replay(
         if isinstance(error, openai.RateLimitError) and not cfg.rate_limit_is_error:
             return None
         return _result(event, endpoint, attempt, latency_ms, outcome, "error", type(error).__name__)
+
+
+def sent_parameters(event: RequestEvent) -> dict[str, Any]:
+    """The recorded request's messages and parameters as the service sent them.
+
+    The named ones (tools, tool_choice, response_format, seed, stop, limits…) and every other
+    parameter it recorded (``other_params``: ``n``, ``presence_penalty``…), same semantics.
+    """
+    kwargs = event.request.model_dump(exclude_none=True)
+    kwargs.update(kwargs.pop("other_params", None) or {})
+    return kwargs
 
 
 def arrival_offsets(batch: list[Message], now_s: float, window_s: float) -> list[float]:

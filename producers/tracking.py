@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from producers.emitter import EventProducer
+from producers.openai_shapes import chat_parameters, message_as_sent, plain_json
 from producers.router import Assignment, Router
-from schemas import EventValidationError, RequestEvent
+from schemas import ChatRequest, EventValidationError, RequestEvent
 
 if TYPE_CHECKING:  # the service brings openai; importing producers does not load it
     import openai
@@ -102,16 +103,9 @@ class TrackedCall:
         self.answer = "".join(parts)
 
 
-_PARAMS = (
-    "tools",
-    "tool_choice",
-    "response_format",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "seed",
-    "stop",
-)
+#: The parameters the event's ``request`` names; any other the SDK takes goes, as JSON, to
+#: ``request.other_params``.
+_NAMED = frozenset(ChatRequest.model_fields) - {"messages", "other_params"}
 
 
 #: The longest user or session key stored as given (``schemas._base.UserKey``).
@@ -131,6 +125,14 @@ def stored_key(key: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+def recorded_request(messages: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The event's ``request``: the messages and parameters as the SDK sends them."""
+    plain = {k: plain_json(v) for k, v in params.items() if v is not None}
+    named = {k: v for k, v in plain.items() if k in _NAMED}
+    other = {k: v for k, v in plain.items() if k not in _NAMED}
+    return {"messages": messages, **named, **({"other_params": other} if other else {})}
+
+
 def _is_timeout(exc: Exception) -> bool:
     """Whether ``exc`` is the ``openai`` client's timeout (loaded if it raised it)."""
     openai_module = sys.modules.get("openai")
@@ -145,7 +147,7 @@ def track_request(
     *,
     route: str,
     key: str | None,
-    messages: Sequence[Mapping[str, Any]],
+    messages: Sequence[Any],
     context_documents: Sequence[Mapping[str, Any]] = (),
     session_id: str | None = None,
     tenant: str | None = None,
@@ -172,11 +174,16 @@ def track_request(
     Yields:
         The call to make: ``call.create(client)`` or ``call.stream(client)``.
     """
-    unknown = set(params) - set(_PARAMS)
+    accepted = chat_parameters()
+    unknown = set(params) - accepted
     if unknown:
-        raise TypeError(f"track_request got unknown parameters {sorted(unknown)}")
+        raise TypeError(
+            f"track_request got parameters chat.completions.create does not take: "
+            f"{sorted(unknown)}; it takes {sorted(accepted)}"
+        )
+    sent = [message_as_sent(m) for m in messages]
     assignment = router.choose(route, key)
-    call = TrackedCall(assignment, [dict(m) for m in messages], dict(params))
+    call = TrackedCall(assignment, sent, dict(params))
     event_time = dt.datetime.now(dt.UTC)
     status, error_type = "ok", None
     try:
@@ -198,7 +205,7 @@ def track_request(
                     "user_key": stored_key(key),
                     "session_id": stored_key(session_id),
                     "tenant": tenant,
-                    "request": {"messages": call.messages, **params},
+                    "request": recorded_request(call.messages, params),
                     "context_documents": [dict(d) for d in context_documents],
                     "model": call.model,
                     "arm": assignment.arm,

@@ -35,13 +35,17 @@ class _Part(BaseModel):
 class ChatMessage(_Part):
     """One message of an OpenAI-style chat request."""
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     #: Text, or OpenAI content parts (``[{"type": "text", "text": ...}]``), or none for
     #: an assistant message that only calls tools.
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    #: The rest of an assistant message as the SDK sends it back in a tool loop.
+    refusal: str | None = None
+    audio: dict[str, Any] | None = None
+    function_call: dict[str, Any] | None = None
 
 
 class ChatRequest(_Part):
@@ -58,6 +62,12 @@ class ChatRequest(_Part):
     seed: int | None = None
     #: One stop sequence or a list of them, as the OpenAI API accepts both.
     stop: str | list[str] | None = None
+    #: The current name of the completion limit (reasoning models take only this one).
+    max_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    #: Every other parameter the installed SDK's ``chat.completions.create`` takes (``n``,
+    #: ``presence_penalty``, ``parallel_tool_calls``, ``reasoning_effort``…), as sent: kept as
+    #: JSON and sent again as it was, so a parameter this schema does not name is never lost.
+    other_params: dict[str, Any] | None = None
 
 
 class ContextDocument(_Part):

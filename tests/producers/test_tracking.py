@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
+from openai.types.chat.chat_completion_message_function_tool_call import Function
 
+from processors.clients import model_client
+from processors.shadow import replay, sent_parameters
 from producers import EventProducer, Price, Router, set_flags, track_request
-from schemas import RequestEvent
-from shadowlab.testing import read_events, simulated_models
+from schemas import RequestEvent, ShadowResult
+from shadowlab.testing import make_settings, models_at, read_events, simulated_models
 from shadowlab.testing.model_server import Simulator
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
@@ -165,3 +170,57 @@ def test_any_user_key_and_a_string_stop_are_recorded_not_dropped(
     stored = key if len(key) <= 256 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     assert (event.user_key, event.session_id) == (stored, stored)
     assert events.stats.emitted == 1
+
+
+def test_the_tool_loop_and_every_sdk_parameter_are_recorded_and_replayed_as_sent(
+    simulator: Simulator, events: EventProducer, kafka: dict[str, str], tmp_path: Path
+) -> None:
+    # the usual tool loop: the assistant's SDK message appended as it came back
+    assistant = ChatCompletionMessage(
+        role="assistant", content=None, annotations=[], refusal=None,
+        tool_calls=[ChatCompletionMessageFunctionToolCall(
+            id="call_1", type="function", function=Function(name="lookup", arguments='{"q": "w"}'),
+        )],
+    )  # fmt: skip
+    messages = [*MESSAGES, assistant, {"role": "tool", "tool_call_id": "call_1", "content": "2y"}]
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    with (
+        _client(simulator) as client,
+        track_request(_router("gpt-4"), events, PRICES, route="faq", key="u", messages=messages,
+                      tools=tools, max_completion_tokens=50, n=1, presence_penalty=0.1,
+                      parallel_tool_calls=False) as call,
+    ):  # fmt: skip
+        call.create(client)
+    [event] = _emitted(kafka, events, 1)
+    sent = event.request.messages[2]
+    assert (sent.role, sent.content, sent.refusal) == ("assistant", None, None)
+    function = {"name": "lookup", "arguments": '{"q": "w"}'}
+    assert sent.tool_calls == [{"id": "call_1", "type": "function", "function": function}]
+    assert event.request.max_completion_tokens == 50
+    assert event.request.other_params == {"n": 1, "presence_penalty": 0.1,
+                                          "parallel_tool_calls": False}  # fmt: skip
+    # the shadow sends the same parameters again, and the candidate answers them
+    replayed = sent_parameters(event)
+    assert {"n", "presence_penalty", "parallel_tool_calls", "tools"} <= set(replayed)
+    assert "other_params" not in replayed
+    settings = make_settings(tmp_path, models=models_at(simulator.base_url, "gpt-4o", timeout_s=5))
+    endpoint = settings.model("gpt-4o")
+
+    async def shadow() -> ShadowResult | None:
+        async with model_client(endpoint, max_retries=0) as candidate:
+            return await replay(candidate, endpoint, event, settings.shadow)
+
+    result = asyncio.run(shadow())
+    assert result is not None
+    assert result.status == "ok"
+
+
+def test_a_parameter_the_sdk_does_not_take_is_refused_naming_the_ones_it_does(
+    events: EventProducer,
+) -> None:
+    with (
+        pytest.raises(TypeError, match=r"not take: \['temprature'\]; it takes .*'temperature'"),
+        track_request(_router("gpt-4"), events, PRICES, route="faq", key="u", messages=MESSAGES,
+                      temprature=0.2),
+    ):  # fmt: skip
+        pass
