@@ -106,6 +106,28 @@ class AnswerDigest(BaseModel):
         )
 
 
+def tool_calls_digest(calls: list[dict[str, Any]] | None) -> str | None:
+    """A digest of which tools were called, in order, and with what arguments (as JSON).
+
+    Two calls agree when they name the same functions in the same order with arguments that
+    are equal once parsed (``{"a": 1, "b": 2}`` and ``{"b":2,"a":1}`` agree); call ids do
+    not count. Arguments that are not JSON are compared as text. ``None`` for no calls.
+    """
+    if not calls:
+        return None
+    canonical = []
+    for call in calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            parsed = arguments
+        canonical.append([call.get("type", "function"), function.get("name"), parsed])
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _digest(answer: str | None) -> AnswerDigest | None:
     return AnswerDigest.of(answer) if answer is not None else None
 
@@ -121,6 +143,8 @@ class _Side(BaseModel):
     tokens: int
     cost_usd: float
     answer: AnswerDigest | None
+    #: :func:`tool_calls_digest` of the call's tool calls (``None``: it called none).
+    tool_calls: str | None = None
 
     @field_validator("answer", mode="before")
     @classmethod
@@ -137,6 +161,7 @@ def _side_fields(call: RequestEvent | ShadowResult) -> dict[str, Any]:
         "tokens": call.prompt_tokens + call.completion_tokens,
         "cost_usd": call.cost_usd,
         "answer": _digest(call.answer),
+        "tool_calls": tool_calls_digest(call.tool_calls),
     }
 
 
@@ -229,6 +254,11 @@ def compare(primary: PrimaryAnswer, shadow: ShadowResult | CandidateAnswer) -> C
         candidate_refusal=b.refusal if b is not None else None,
         primary_json_valid=a.json_valid if json_wanted and a is not None else None,
         candidate_json_valid=b.json_valid if json_wanted and b is not None else None,
+        tool_calls_match=(
+            primary.tool_calls == candidate.tool_calls
+            if both_ok and (primary.tool_calls or candidate.tool_calls)
+            else None
+        ),
     )
 
 

@@ -34,6 +34,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from processors.budget import (
     RateLimit,
@@ -530,16 +531,17 @@ async def _stream_call(
             **kwargs,
         )
         reported_ms, reported_ttft_ms = reported_timings(stream.response.headers)
-        parts: list[str] = []
+        state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()  # the SDK's
         async for chunk in stream:
+            state.handle_chunk(chunk)
             if chunk.usage is not None:
                 out["prompt_tokens"] = chunk.usage.prompt_tokens
                 out["completion_tokens"] = chunk.usage.completion_tokens
-            if chunk.choices and chunk.choices[0].delta.content:
-                if out["ttft_ms"] is None:
-                    out["ttft_ms"] = (time.perf_counter() - started) * 1000
-                parts.append(chunk.choices[0].delta.content)
-        out["answer"] = "".join(parts)
+            delta = chunk.choices[0].delta if chunk.choices else None
+            said = delta is not None and bool(delta.content or delta.tool_calls)
+            if said and out["ttft_ms"] is None:  # the first token: text or a tool call
+                out["ttft_ms"] = (time.perf_counter() - started) * 1000
+        out["answer"], out["tool_calls"] = _final_message(state)
         if reported_ms is not None:  # a time-compressing simulator: its simulated timings
             out["reported_ms"], out["ttft_ms"] = reported_ms, reported_ttft_ms
     except openai.APIStatusError as exc:
@@ -548,6 +550,19 @@ async def _stream_call(
     except openai.OpenAIError as exc:
         out["error"] = exc
     return out
+
+
+def _final_message(state: ChatCompletionStreamState[Any]) -> tuple[str, list[Any] | None]:
+    """The accumulated answer and tool calls (as the SDK gives them) of a finished stream."""
+    try:
+        completion = state.get_final_completion()
+    except (AssertionError, RuntimeError, ValueError):  # a stream that sent no choice at all
+        return "", None
+    if not completion.choices:
+        return "", None
+    message = completion.choices[0].message
+    calls = [c.model_dump(exclude_none=True, mode="json") for c in message.tool_calls or []]
+    return message.content or "", calls or None
 
 
 def _result(
@@ -570,6 +585,7 @@ def _result(
             "candidate": endpoint.name,
             "primary_model": event.model,
             "answer": outcome["answer"] if status == "ok" else None,
+            "tool_calls": outcome.get("tool_calls") if status == "ok" else None,
             "latency_ms": min(latency_ms, 3_600_000.0),
             "ttft_ms": outcome["ttft_ms"],
             "prompt_tokens": prompt,

@@ -62,6 +62,8 @@ class TrackedCall:
     ttft_s: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: The tools the model called, as the SDK gives them (``None``: it called none).
+    tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def model(self) -> str:
@@ -74,7 +76,9 @@ class TrackedCall:
         completion: ChatCompletion = completions.create(
             model=self.model, messages=self.messages, **self.params
         )
-        self.answer = completion.choices[0].message.content if completion.choices else None
+        message = completion.choices[0].message if completion.choices else None
+        self.answer = message.content if message is not None else None
+        self.tool_calls = plain_json(message.tool_calls) or None if message is not None else None
         if completion.usage is not None:
             self.prompt_tokens = completion.usage.prompt_tokens
             self.completion_tokens = completion.usage.completion_tokens
@@ -90,17 +94,23 @@ class TrackedCall:
             stream_options={"include_usage": True},
             **self.params,
         )
-        parts: list[str] = []
+        from openai.lib.streaming.chat import ChatCompletionStreamState  # noqa: PLC0415
+
+        state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()  # the SDK's
         for chunk in chunks:
+            state.handle_chunk(chunk)
             if chunk.usage is not None:
                 self.prompt_tokens = chunk.usage.prompt_tokens
                 self.completion_tokens = chunk.usage.completion_tokens
-            if chunk.choices and chunk.choices[0].delta.content:
-                if self.ttft_s is None:
-                    self.ttft_s = time.perf_counter() - self.started
-                parts.append(chunk.choices[0].delta.content)
-                yield chunk.choices[0].delta.content
-        self.answer = "".join(parts)
+            delta = chunk.choices[0].delta if chunk.choices else None
+            if delta is not None and (delta.content or delta.tool_calls) and self.ttft_s is None:
+                self.ttft_s = time.perf_counter() - self.started
+            if delta is not None and delta.content:
+                yield delta.content
+        completion = state.get_final_completion()
+        message = completion.choices[0].message if completion.choices else None
+        self.answer = (message.content or "") if message is not None else ""
+        self.tool_calls = plain_json(message.tool_calls) or None if message is not None else None
 
 
 #: The parameters the event's ``request`` names; any other the SDK takes goes, as JSON, to
@@ -212,6 +222,7 @@ def track_request(
                     "flags_version": assignment.flags_version,
                     "replayable": replayable,
                     "answer": call.answer,
+                    "tool_calls": call.tool_calls,
                     "latency_ms": latency_ms,
                     "ttft_ms": call.ttft_s * 1000 if call.ttft_s is not None else None,
                     "prompt_tokens": call.prompt_tokens,

@@ -71,6 +71,9 @@ class Comparison(Event):
     #: Only when a JSON response_format was asked.
     primary_json_valid: bool | None = None
     candidate_json_valid: bool | None = None
+    #: When either side called tools (both ok): the same tools, in order, with arguments
+    #: equal as JSON.
+    tool_calls_match: bool | None = None
 
     @model_validator(mode="after")
     def _missing_has_no_candidate(self) -> Self:

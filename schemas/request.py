@@ -90,6 +90,9 @@ class _ModelCall(Event):
     status: CallStatus
     #: Required unless status is ``ok``, e.g. ``RateLimitError``, ``APITimeoutError``.
     error_type: ShortText | None = None
+    #: The tools the model called instead of (or besides) answering, as the SDK gives them:
+    #: ``[{"id", "type": "function", "function": {"name", "arguments"}}]``.
+    tool_calls: list[dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _status_matches_error(self) -> Self:

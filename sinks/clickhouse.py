@@ -89,10 +89,15 @@ TABLES: dict[type[Event], TableSpec] = {
         TableSpec(
             "requests",
             RequestEvent,
-            frozenset({"request", "context_documents"}),
+            frozenset({"request", "context_documents", "tool_calls"}),
             identity=("request_id",),
         ),
-        TableSpec("shadow_results", ShadowResult, identity=("request_id", "candidate")),
+        TableSpec(
+            "shadow_results",
+            ShadowResult,
+            frozenset({"tool_calls"}),
+            identity=("request_id", "candidate"),
+        ),
         TableSpec(
             "comparisons",
             Comparison,

@@ -339,6 +339,18 @@ ORDER BY (table_name, id)""",
             "eta_h Nullable(Float64) AFTER needed_n",
         ),
     ),
+    Migration(
+        8,
+        "tool calls",
+        (
+            "ALTER TABLE {db}.requests ADD COLUMN IF NOT EXISTS "
+            "tool_calls Nullable(String) CODEC(ZSTD(3)) AFTER error_type",
+            "ALTER TABLE {db}.shadow_results ADD COLUMN IF NOT EXISTS "
+            "tool_calls Nullable(String) CODEC(ZSTD(3)) AFTER error_type",
+            "ALTER TABLE {db}.comparisons ADD COLUMN IF NOT EXISTS "
+            "tool_calls_match Nullable(Bool) AFTER candidate_json_valid",
+        ),
+    ),
 )
 
 

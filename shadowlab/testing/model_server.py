@@ -85,6 +85,9 @@ class ModelProfile(BaseModel):
     judge: bool = False
     #: A position-biased judge: always prefers the answer shown first (for tests).
     judge_prefers_first: bool = False
+    #: Share of requests offering ``tools`` that the model answers with a call to the first
+    #: tool (arguments ``{"question": <the last user message>}``) instead of text.
+    tool_call_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     #: Drift: from each ``at`` (event time) on, these fields replace the profile's.
     changes: list[ProfileChange] = Field(default_factory=list)
     #: A daily cycle (relative amplitudes): latency × ``1 + daily_latency × s`` and error
@@ -157,6 +160,8 @@ class Outcome:
     answer: str
     prompt_tokens: int
     completion_tokens: int
+    #: A tool call instead of an answer: ``(function name, JSON arguments)``.
+    tool_call: tuple[str, str] | None = None
 
 
 def _tokens(text: str) -> int:
@@ -203,13 +208,20 @@ def decide(profile: ModelProfile, seed: int, request: dict[str, Any]) -> Outcome
     if task is not None:
         answer = judge_reply(task, prefers_first=profile.judge_prefers_first)
     prompt = " ".join(_text(m.get("content")) for m in messages)
+    tool_call = None
+    tools = request.get("tools") or []
+    if tools and task is None and rng.random() < profile.tool_call_rate:
+        name = str((tools[0].get("function") or {}).get("name", "tool"))
+        tool_call = (name, json.dumps({"question": question}))
+        answer = ""
     return Outcome(
         kind,
         latency_ms / 1000,
         latency_ms * profile.ttft_fraction / 1000,
         answer,
         _tokens(prompt),
-        _tokens(answer),
+        _tokens(answer or (tool_call[1] if tool_call else "")),
+        tool_call,
     )
 
 
@@ -333,13 +345,46 @@ class _Server:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": outcome.answer},
+                        "finish_reason": "tool_calls" if outcome.tool_call else "stop",
+                        "message": _message(outcome, self.requests),
                     }
                 ],
                 "usage": _usage(outcome),
             },
         )
+
+    async def _stream_tool_call(
+        self,
+        response: web.StreamResponse,
+        body: dict[str, Any],
+        base: dict[str, Any],
+        outcome: Outcome,
+        rest: float,
+    ) -> web.StreamResponse:
+        """A tool call streamed as deltas: the call's id and name, then its arguments in two."""
+        assert outcome.tool_call is not None  # noqa: S101 - the caller checked
+        name, arguments = outcome.tool_call
+        half = len(arguments) // 2
+        deltas = [
+            {"role": "assistant", "content": None, "tool_calls": [{
+                "index": 0, "id": f"call_sim_{self.requests}", "type": "function",
+                "function": {"name": name, "arguments": ""}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
+        ]  # fmt: skip
+        for i, delta in enumerate(deltas):
+            if i:
+                await asyncio.sleep(rest / len(deltas))
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+        await response.write(f"data: {json.dumps(final)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {**base, "choices": [], "usage": _usage(outcome)}
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], outcome: Outcome, scale: float
@@ -357,6 +402,8 @@ class _Server:
         }
         await asyncio.sleep(outcome.ttft_s * scale)
         rest = (outcome.latency_s - outcome.ttft_s) * scale
+        if outcome.tool_call is not None:
+            return await self._stream_tool_call(response, body, base, outcome, rest)
         # compressed time reports its timings in headers: the words go out at once, then the
         # rest of the latency passes (a sleep per word would cost more than it simulates)
         paced = scale == 1.0
@@ -378,6 +425,16 @@ class _Server:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def _message(outcome: Outcome, number: int) -> dict[str, Any]:
+    """The non-streamed assistant message: the answer, or the tool call."""
+    if outcome.tool_call is None:
+        return {"role": "assistant", "content": outcome.answer}
+    name, arguments = outcome.tool_call
+    call = {"id": f"call_sim_{number}", "type": "function",
+            "function": {"name": name, "arguments": arguments}}  # fmt: skip
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
 
 
 def _event_time(request: web.Request) -> dt.datetime:

@@ -16,6 +16,7 @@ from processors.compare import (
     json_valid,
     missing,
     token_f1,
+    tool_calls_digest,
 )
 from processors.pairing import on_request, on_shadow, on_tick
 from schemas import Comparison, ShadowResult
@@ -209,3 +210,35 @@ def test_entries_written_before_answer_digests_still_join() -> None:
     (late,) = on_request(old_held, request, ["gpt-4o"], 2.0).comparisons
     assert late.status == "joined"
     assert late.similarity == 1.0
+
+
+def _call(name: str, arguments: str, call_id: str = "call_1") -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_tool_calls_agree_on_names_order_and_arguments_as_json() -> None:
+    primary = [_call("lookup", '{"q": "warranty", "n": 2}')]
+    same = [_call("lookup", '{"n":2,"q":"warranty"}', call_id="other-id")]  # ids do not count
+    assert tool_calls_digest(primary) == tool_calls_digest(same)
+    assert tool_calls_digest(primary) != tool_calls_digest([_call("lookup", '{"q": "returns"}')])
+    assert tool_calls_digest(primary) != tool_calls_digest([_call("search", '{"q": "warranty"}')])
+    two = [_call("a", "{}"), _call("b", "{}")]
+    assert tool_calls_digest(two) != tool_calls_digest(two[::-1])  # order counts
+    assert tool_calls_digest([_call("a", "not json")]) == tool_calls_digest(
+        [_call("a", "not json")]
+    )
+    assert tool_calls_digest(None) is None
+    assert tool_calls_digest([]) is None
+
+
+def test_the_comparison_says_whether_the_tool_calls_match() -> None:
+    request = sample_request(answer=None, tool_calls=[_call("lookup", '{"q": "w"}')])
+    agree = shadow(request.request_id, answer="", tool_calls=[_call("lookup", '{ "q":"w" }', "x")])
+    differ = shadow(request.request_id, answer="", tool_calls=[_call("lookup", '{"q": "v"}')])
+    text = shadow(request.request_id, answer="Two years.")  # answered instead of calling
+    primary = PrimaryAnswer.of(request)
+    assert compare(primary, agree).tool_calls_match is True
+    assert compare(primary, differ).tool_calls_match is False
+    assert compare(primary, text).tool_calls_match is False
+    plain = sample_request(answer="Two years.")
+    assert compare(PrimaryAnswer.of(plain), shadow(plain.request_id)).tool_calls_match is None

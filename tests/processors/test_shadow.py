@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -277,3 +278,32 @@ def test_live_traffic_is_replayed_at_the_pace_it_arrived(
     results = sorted(read_events(kafka, shadow, ShadowResult, count=4), key=lambda r: r.replayed_at)
     gaps = [(b.replayed_at - a.replayed_at).total_seconds() for a, b in pairwise(results)]
     assert min(gaps) >= 0.3  # not all at once, as they were read
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+def test_a_candidate_that_calls_a_tool_is_recorded_with_its_call(tmp_path: Path) -> None:
+    # streamed as deltas: the call's name, then its arguments in two pieces
+    caller = {"name": "caller", "latency_median_ms": 200, "latency_p95_ms": 300,
+              "tool_call_rate": 1.0}  # fmt: skip
+    with simulated_models([caller], seed=1, time_scale=0.05) as sim:
+        settings = make_settings(tmp_path, models=models_at(sim.base_url, "caller", timeout_s=5))
+        endpoint = settings.model("caller")
+        event = sample_request(request={"messages": MESSAGES, "tools": TOOLS})
+
+        async def call() -> ShadowResult | None:
+            async with model_client(endpoint, max_retries=0) as client:
+                return await replay(client, endpoint, event, settings.shadow)
+
+        result = asyncio.run(call())
+    assert result is not None
+    assert (result.status, result.answer) == ("ok", "")
+    assert result.ttft_ms is not None  # the first delta was a tool call, not text
+    assert result.tool_calls is not None
+    [tool_call] = result.tool_calls
+    assert tool_call["function"]["name"] == "lookup"
+    assert json.loads(tool_call["function"]["arguments"]) == {
+        "question": "How long is the warranty?"
+    }
+    assert ShadowResult.from_json(result.to_json()) == result

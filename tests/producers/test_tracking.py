@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openai
 import pytest
+from clickhouse_connect.driver.client import Client
 from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 
@@ -19,6 +21,7 @@ from producers import EventProducer, Price, Router, set_flags, track_request
 from schemas import RequestEvent, ShadowResult
 from shadowlab.testing import make_settings, models_at, read_events, simulated_models
 from shadowlab.testing.model_server import Simulator
+from sinks.clickhouse import insert_events
 
 CONTEXT = "The warranty lasts two years. Returns are free within 30 days."
 MESSAGES = [
@@ -35,6 +38,7 @@ def simulator() -> Iterator[Simulator]:
         {"name": "gpt-4o", "latency_median_ms": 200, "latency_p95_ms": 300, "p_correct": 1},
         {"name": "broken", "error_rate": 1.0},
         {"name": "stuck", "hang_rate": 1.0, "hang_s": 30},
+        {"name": "caller", "latency_median_ms": 100, "latency_p95_ms": 150, "tool_call_rate": 1},
     ]
     with simulated_models(profiles, seed=3, time_scale=0.2) as sim:
         yield sim
@@ -224,3 +228,36 @@ def test_a_parameter_the_sdk_does_not_take_is_refused_naming_the_ones_it_does(
                       temprature=0.2),
     ):  # fmt: skip
         pass
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
+def test_a_tool_call_is_recorded_and_stored(
+    simulator: Simulator,
+    events: EventProducer,
+    kafka: dict[str, str],
+    clickhouse: Client,
+    ch_db: str,
+    streamed: bool,
+) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    with (
+        _client(simulator) as client,
+        track_request(_router("caller"), events, PRICES, route="faq", key="u",
+                      messages=MESSAGES, tools=tools) as call,
+    ):  # fmt: skip
+        if streamed:
+            assert list(call.stream(client)) == []  # no text: a tool call
+        else:
+            call.create(client)
+    [event] = _emitted(kafka, events, 1)
+    assert event.tool_calls is not None
+    assert [c["function"]["name"] for c in event.tool_calls] == ["lookup"]
+    assert json.loads(event.tool_calls[0]["function"]["arguments"]) == {
+        "question": "How long is the warranty?"
+    }
+    insert_events(clickhouse, ch_db, [event])
+    (stored,), = clickhouse.query(
+        f"SELECT tool_calls FROM {ch_db}.requests FINAL WHERE request_id = {{id:String}}",
+        parameters={"id": event.request_id},
+    ).result_rows  # fmt: skip
+    assert json.loads(stored) == event.tool_calls
