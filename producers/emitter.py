@@ -14,6 +14,8 @@ producer id) would otherwise retry forever with ``UNKNOWN_PRODUCER_ID``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import logging
 import os
 import threading
@@ -51,6 +53,8 @@ class ProducerStats:
     replayed: int = 0
     delivery_failures: int = 0
     producer_restarts: int = 0
+    #: Calls whose event could not be built: written to the dead-letter file, with why.
+    dead_lettered: int = 0
 
 
 class EventProducer:
@@ -94,6 +98,9 @@ class EventProducer:
             "delivery.report.only.error": True,
         }
         self._journal = Journal(journal_path, fsync=fsync)
+        #: Where events that cannot be built go, one JSON line each with the reason.
+        self.dead_letter_path = Path(journal_path).with_name(Path(journal_path).name + ".dead")
+        self._dead_letter_lock = threading.Lock()
         self._fsync_interval_s = fsync_interval_s
         self._spilling = self._journal.pending() > 0
         self._broker_down = threading.Event()
@@ -128,6 +135,26 @@ class EventProducer:
         if not isinstance(event, FeedbackEvent):
             raise TypeError(f"emit_feedback takes a FeedbackEvent, not {type(event).__name__}")
         self._emit(self.feedback_topic, event.request_id, event)
+
+    def dead_letter(self, kind: str, data: Mapping[str, Any], reason: str) -> None:
+        """Keep an event that could not be built: its raw data and the reason, on disk.
+
+        One JSON line in :attr:`dead_letter_path` (values that are not JSON as their
+        ``repr``), counted in ``stats.dead_lettered``; never raises, so a bad event can
+        never fail the service's call.
+        """
+        line = json.dumps(
+            {"at": dt.datetime.now(dt.UTC).isoformat(), "kind": kind, "reason": reason,
+             "data": data},
+            default=repr,
+        )  # fmt: skip
+        self.stats.dead_lettered += 1
+        try:
+            with self._dead_letter_lock, self.dead_letter_path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+        except OSError:
+            log.exception("could not write the dead letter of a %s to %s", kind,
+                          self.dead_letter_path)  # fmt: skip
 
     def _emit(self, topic: str, key: str, event: Event) -> None:
         payload = event.to_json()

@@ -206,35 +206,34 @@ def track_request(
         price = prices.get(call.model)
         if price is None:
             log.warning("no price for model %s: its cost is recorded as 0", call.model)
+        data: dict[str, Any] = {
+            "request_id": request_id or f"req-{uuid.uuid4().hex}",
+            "event_time": event_time,
+            "route": route,
+            "user_key": stored_key(key),
+            "session_id": stored_key(session_id),
+            "tenant": tenant,
+            "request": recorded_request(call.messages, params),
+            "context_documents": [dict(d) for d in context_documents],
+            "model": call.model,
+            "arm": assignment.arm,
+            "flags_version": assignment.flags_version,
+            "replayable": replayable,
+            "answer": call.answer,
+            "tool_calls": call.tool_calls,
+            "latency_ms": latency_ms,
+            "ttft_ms": call.ttft_s * 1000 if call.ttft_s is not None else None,
+            "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens,
+            "cost_usd": price.cost(call.prompt_tokens, call.completion_tokens) if price else 0.0,
+            "status": status,
+            "error_type": error_type,
+        }
         try:
-            event = RequestEvent.parse(
-                {
-                    "request_id": request_id or f"req-{uuid.uuid4().hex}",
-                    "event_time": event_time,
-                    "route": route,
-                    "user_key": stored_key(key),
-                    "session_id": stored_key(session_id),
-                    "tenant": tenant,
-                    "request": recorded_request(call.messages, params),
-                    "context_documents": [dict(d) for d in context_documents],
-                    "model": call.model,
-                    "arm": assignment.arm,
-                    "flags_version": assignment.flags_version,
-                    "replayable": replayable,
-                    "answer": call.answer,
-                    "tool_calls": call.tool_calls,
-                    "latency_ms": latency_ms,
-                    "ttft_ms": call.ttft_s * 1000 if call.ttft_s is not None else None,
-                    "prompt_tokens": call.prompt_tokens,
-                    "completion_tokens": call.completion_tokens,
-                    "cost_usd": price.cost(call.prompt_tokens, call.completion_tokens)
-                    if price
-                    else 0.0,
-                    "status": status,
-                    "error_type": error_type,
-                }
-            )
-        except EventValidationError:
-            log.exception("could not build the RequestEvent of a %s call", route)
+            event = RequestEvent.parse(data)
+        except EventValidationError as exc:  # kept on disk with why: never silently lost
+            log.warning("the RequestEvent of a %s call could not be built (%s): kept in %s",
+                        route, exc, events.dead_letter_path)  # fmt: skip
+            events.dead_letter("RequestEvent", data, str(exc))
         else:
             events.emit_request(event)

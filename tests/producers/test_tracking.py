@@ -261,3 +261,24 @@ def test_a_tool_call_is_recorded_and_stored(
         parameters={"id": event.request_id},
     ).result_rows  # fmt: skip
     assert json.loads(stored) == event.tool_calls
+
+
+def test_an_event_that_cannot_be_built_is_kept_on_disk_with_why(
+    simulator: Simulator, events: EventProducer
+) -> None:
+    # the SDK takes the parameter, our schema bounds it (temperature is 0-2): the call goes
+    # through, and the event is neither sent broken nor lost
+    with (
+        _client(simulator) as client,
+        track_request(_router("gpt-4"), events, PRICES, route="faq", key="u", messages=MESSAGES,
+                      temperature=3.0) as call,
+    ):  # fmt: skip
+        call.create(client)
+    assert events.stats.emitted == 0
+    assert events.stats.dead_lettered == 1
+    [line] = events.dead_letter_path.read_text().splitlines()
+    letter = json.loads(line)
+    assert letter["kind"] == "RequestEvent"
+    assert "temperature" in letter["reason"]
+    assert letter["data"]["request"]["temperature"] == 3.0
+    assert letter["data"]["answer"] == "The warranty lasts two years."
