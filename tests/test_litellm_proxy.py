@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +20,20 @@ import openai
 import pytest
 
 from processors.clients import model_client
+from processors.evaluation.golden import GoldenItem
 from processors.shadow import ShadowRole, replay
 from producers import EventProducer, Router, set_flags, track_request
 from schemas import RequestEvent, ShadowResult
 from shadowlab.core.settings import Settings
 from shadowlab.testing import (
+    build_config,
     make_settings,
     produce,
     read_events,
     route_config,
     run_until,
     sample_request,
+    write_config,
 )
 from shadowlab.testing.litellm_proxy import MODELS, LiteLLMProxy, litellm_proxy
 
@@ -151,3 +158,33 @@ def test_the_shadow_role_replays_a_route_to_the_proxy(
     by_model = {(r.request_id, r.candidate): r for r in results}
     assert set(by_model) == {(e.request_id, m) for e in events for m in ("mock-ok", "mock-tools")}
     assert all(r.status == "ok" and r.answer and r.ttft_ms is not None for r in results)
+
+
+def test_the_offline_evaluation_runs_against_the_proxy(proxy: LiteLLMProxy, tmp_path: Path) -> None:
+    models = [{"name": name, "base_url": proxy.base_url, "api_key_env": "LITELLM_TEST_KEY"}
+              for name in ("mock-ok", "mock-500")]  # fmt: skip
+    config = write_config(tmp_path / "shadowlab.yaml", build_config(tmp_path / "d", models=models))
+    golden = tmp_path / "golden.jsonl"
+    items = [GoldenItem(id=f"g{i}", question=f"How long is the warranty? ({i})",
+                        keywords=["two years"], context=["The warranty lasts two years."])
+             for i in range(30)]  # fmt: skip
+    golden.write_text("".join(i.model_dump_json() + "\n" for i in items))
+
+    def evaluate(candidate: str) -> tuple[int, dict[str, Any]]:
+        out = tmp_path / f"{candidate}.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "shadowlab", "eval", "--golden", str(golden), "--current",
+             "mock-ok", "--candidate", candidate, "--no-store", "--json", str(out),
+             "--config", str(config)],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "LITELLM_TEST_KEY": proxy.api_key},
+        )  # fmt: skip
+        assert out.exists(), done.stdout + done.stderr
+        return done.returncode, json.loads(out.read_text())
+
+    same, report = evaluate("mock-ok")
+    assert same == 0  # the gate passes
+    assert report["models"]["candidate"]["accuracy"] == 1.0
+    failing, report = evaluate("mock-500")
+    assert failing == 1  # every candidate call failed: the accuracy gate fails
+    assert report["models"]["candidate"]["error_rate"] == 1.0
