@@ -377,14 +377,7 @@ class _Server:
                 await asyncio.sleep(rest / len(deltas))
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
-        await response.write(f"data: {json.dumps(final)}\n\n".encode())
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {**base, "choices": [], "usage": _usage(outcome)}
-            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+        return await _finish(response, body, base, outcome, "tool_calls")
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], outcome: Outcome, scale: float
@@ -417,14 +410,25 @@ class _Server:
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         if not paced:
             await asyncio.sleep(rest)
-        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await response.write(f"data: {json.dumps(final)}\n\n".encode())
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {**base, "choices": [], "usage": _usage(outcome)}
-            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+        return await _finish(response, body, base, outcome, "stop")
+
+
+async def _finish(
+    response: web.StreamResponse,
+    body: dict[str, Any],
+    base: dict[str, Any],
+    outcome: Outcome,
+    reason: str,
+) -> web.StreamResponse:
+    """End a stream: the finish reason, the usage chunk if asked for, ``[DONE]``."""
+    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+    await response.write(f"data: {json.dumps(final)}\n\n".encode())
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {**base, "choices": [], "usage": _usage(outcome)}
+        await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 def _message(outcome: Outcome, number: int) -> dict[str, Any]:
