@@ -60,6 +60,7 @@ from shadowlab.core.kafka import (
     sleep_unless_stopped,
 )
 from shadowlab.core.limits import cut_text
+from shadowlab.core.openai_shapes import stream_answer
 from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
 
 log = logging.getLogger(__name__)
@@ -95,19 +96,18 @@ class _Candidate:
     cost_sum: float = 0.0
     cost_n: int = 0
 
-    def tokens(self, event: RequestEvent) -> float:
-        """Tokens ``event`` may use: its prompt (about 4 characters a token) and its limit."""
-        chars = sum(len(str(m.content or "")) for m in event.request.messages)
-        limit = event.request.max_completion_tokens or event.request.max_tokens
-        return chars / 4 + (limit or 256)
-
     def estimate(self, event: RequestEvent) -> float:
         """Expected cost of replaying ``event``: the mean so far, else from its size."""
         if self.cost_n:
             return self.cost_sum / self.cost_n
-        chars = sum(len(str(m.content or "")) for m in event.request.messages)
-        output = event.request.max_completion_tokens or event.request.max_tokens or 256
-        return self.endpoint.cost(chars / 4, output)
+        return self.endpoint.cost(*_size(event))
+
+
+def _size(event: RequestEvent) -> tuple[float, int]:
+    """``event``'s prompt tokens (about 4 characters a token) and its completion limit."""
+    chars = sum(len(str(m.content or "")) for m in event.request.messages)
+    limit = event.request.max_completion_tokens or event.request.max_tokens
+    return chars / 4, limit or 256
 
 
 class ShadowRole(BatchRole):
@@ -280,7 +280,6 @@ class ShadowRole(BatchRole):
             finally:
                 self.counters.in_flight -= 1
                 candidate.in_flight -= 1
-        name = candidate.config.model
         actual = result.cost_usd if result is not None else 0.0
         if candidate.spend is not None:
             candidate.spend.add(time.monotonic(), actual - reserved)
@@ -306,7 +305,7 @@ class ShadowRole(BatchRole):
         now = time.monotonic()
         wait = max(
             requests.reserve(now) if requests else 0.0,
-            tokens.reserve(now, candidate.tokens(event)) if tokens else 0.0,
+            tokens.reserve(now, sum(_size(event))) if tokens else 0.0,
         )
         if wait > 0:
             self.counters.paced_s += wait
@@ -502,9 +501,13 @@ async def stream_call(
         async with asyncio.timeout(deadline_s):
             return await _stream_call(client, model, kwargs, headers, started)
     except TimeoutError:
-        error = CallDeadlineExceededError(deadline_s or 0.0)
-        return {"answer": None, "ttft_ms": None, "prompt_tokens": 0, "completion_tokens": 0,
-                "reported_ms": None, "error": error}  # fmt: skip
+        return {**_no_outcome(), "error": CallDeadlineExceededError(deadline_s or 0.0)}
+
+
+def _no_outcome() -> dict[str, Any]:
+    """A call's outcome before anything came back."""
+    return {"answer": None, "ttft_ms": None, "prompt_tokens": 0, "completion_tokens": 0,
+            "reported_ms": None}  # fmt: skip
 
 
 async def _stream_call(
@@ -514,13 +517,7 @@ async def _stream_call(
     headers: dict[str, str],
     started: float,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "answer": None,
-        "ttft_ms": None,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "reported_ms": None,
-    }
+    out = _no_outcome()
     completions: Any = client.chat.completions
     try:
         stream = await completions.create(
@@ -541,7 +538,7 @@ async def _stream_call(
             said = delta is not None and bool(delta.content or delta.tool_calls)
             if said and out["ttft_ms"] is None:  # the first token: text or a tool call
                 out["ttft_ms"] = (time.perf_counter() - started) * 1000
-        out["answer"], out["tool_calls"] = _final_message(state)
+        out["answer"], out["tool_calls"] = stream_answer(state)
         if reported_ms is not None:  # a time-compressing simulator: its simulated timings
             out["reported_ms"], out["ttft_ms"] = reported_ms, reported_ttft_ms
     except openai.APIStatusError as exc:
@@ -550,19 +547,6 @@ async def _stream_call(
     except openai.OpenAIError as exc:
         out["error"] = exc
     return out
-
-
-def _final_message(state: ChatCompletionStreamState[Any]) -> tuple[str, list[Any] | None]:
-    """The accumulated answer and tool calls (as the SDK gives them) of a finished stream."""
-    try:
-        completion = state.get_final_completion()
-    except (AssertionError, RuntimeError, ValueError):  # a stream that sent no choice at all
-        return "", None
-    if not completion.choices:
-        return "", None
-    message = completion.choices[0].message
-    calls = [c.model_dump(exclude_none=True, mode="json") for c in message.tool_calls or []]
-    return message.content or "", calls or None
 
 
 def _result(

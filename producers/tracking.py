@@ -27,9 +27,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from producers.emitter import EventProducer
-from producers.openai_shapes import chat_parameters, message_as_sent, plain_json
 from producers.router import Assignment, Router
 from schemas import ChatRequest, EventValidationError, RequestEvent
+from shadowlab.core.openai_shapes import (
+    answer_of,
+    chat_parameters,
+    message_as_sent,
+    plain_json,
+    stream_answer,
+)
 
 if TYPE_CHECKING:  # the service brings openai; importing producers does not load it
     import openai
@@ -77,8 +83,7 @@ class TrackedCall:
             model=self.model, messages=self.messages, **self.params
         )
         message = completion.choices[0].message if completion.choices else None
-        self.answer = message.content if message is not None else None
-        self.tool_calls = plain_json(message.tool_calls) or None if message is not None else None
+        self.answer, self.tool_calls = answer_of(message)
         if completion.usage is not None:
             self.prompt_tokens = completion.usage.prompt_tokens
             self.completion_tokens = completion.usage.completion_tokens
@@ -107,10 +112,7 @@ class TrackedCall:
                 self.ttft_s = time.perf_counter() - self.started
             if delta is not None and delta.content:
                 yield delta.content
-        completion = state.get_final_completion()
-        message = completion.choices[0].message if completion.choices else None
-        self.answer = (message.content or "") if message is not None else ""
-        self.tool_calls = plain_json(message.tool_calls) or None if message is not None else None
+        self.answer, self.tool_calls = stream_answer(state)
 
 
 #: The parameters the event's ``request`` names; any other the SDK takes goes, as JSON, to

@@ -30,7 +30,7 @@ from processors.gates.evaluate import (
     from_offline,
 )
 from processors.gates.stats import split_alpha
-from shadowlab.core.plan import GateSpec, GateStage, Metric
+from shadowlab.core.plan import GateSpec, GateStage, Metric, RolloutSettings
 
 #: A gate's stage and metric: the key of :data:`GATE_METRICS`.
 MetricKey = tuple[GateStage, Metric]
@@ -148,16 +148,19 @@ def gate_alphas(alpha: float, gates: tuple[GateSpec, ...]) -> Alphas:
     return Alphas(split_alpha(alpha, max(1, len(live))), split_alpha(alpha, max(1, len(required))))
 
 
-def planned_samples(gate: GateSpec, *, requests_per_h: float | None, default: float,
-                    canary_share: float) -> float:  # fmt: skip
+def planned_samples(
+    gate: GateSpec, plan: RolloutSettings, *, requests_per_h: float | None
+) -> float:
     """The ``t_star`` of a latency gate: the calls its window holds at the measured traffic.
 
-    ``canary_share`` of the route's requests in canary, all of them in shadow; at least
-    ``min_n``; ``default`` when the traffic is not known yet.
+    All the route's requests in shadow; in canary, the matched pairs of the plan's last step
+    (the smaller arm's share of the requests); at least ``min_n``; the plan's ``t_star``
+    when the traffic is not known yet.
     """
     if not requests_per_h:
-        return default
-    share = canary_share if gate.stage == "canary" else 1.0
+        return plan.t_star
+    final = plan.canary_steps[-1].weight_pct / 100
+    share = min(final, 1 - final) if gate.stage == "canary" else 1.0
     return max(float(gate.min_n), requests_per_h * gate.window_h * share)
 
 

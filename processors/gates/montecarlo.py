@@ -176,12 +176,9 @@ class _Simulation:
         self.plan, self.gates, self.rule = plan, gates, rule
         self.rng = np.random.default_rng(seed)
         self.alphas = gate_alphas(plan.alpha, gates)
-        final_weight = plan.canary_steps[-1].weight_pct / 100
         self.t_star = {
-            g.key: planned_samples(g, requests_per_h=traffic.rps * 3600, default=plan.t_star,
-                                   canary_share=min(final_weight, 1 - final_weight))
-            for g in gates
-        }  # fmt: skip
+            g.key: planned_samples(g, plan, requests_per_h=traffic.rps * 3600) for g in gates
+        }
         #: Canary-arm requests since the current step began (what the live role counts).
         self.step_requests = 0
         self.streaks: dict[str, int] = {}

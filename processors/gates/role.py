@@ -93,9 +93,9 @@ class GatesRole:
         self._last: dict[str, dt.datetime] = {}
         self._sent: dict[str, set[str]] = {}
         self._producer: Producer | None = None
-        #: Each route's measured requests per hour, and the (route, stage start) it is of.
+        #: Each route's measured requests per hour, and the stage start it was measured for.
         self._traffic: dict[str, float] = {}
-        self._traffic_key: dict[str, tuple[str, dt.datetime]] = {}
+        self._traffic_of: dict[str, dt.datetime] = {}
 
     def gates(self, route: str) -> tuple[GateSpec, ...]:
         """The route's enabled gates (defaults with the route's overrides)."""
@@ -104,13 +104,9 @@ class GatesRole:
 
     def queries(self, route: str) -> GateQueries:
         """The gate queries of ``route``: α split over its gates, ``t_star`` from its traffic."""
-        steps = self.plan.canary_steps
-        final = steps[-1].weight_pct / 100
 
         def t_star(gate: GateSpec) -> float:
-            return planned_samples(gate, requests_per_h=self._traffic.get(route),
-                                   default=self.plan.t_star,
-                                   canary_share=min(final, 1 - final))  # fmt: skip
+            return planned_samples(gate, self.plan, requests_per_h=self._traffic.get(route))
 
         return GateQueries(
             self._client, self.settings.clickhouse.database,
@@ -126,11 +122,11 @@ class GatesRole:
         Measured before the stage, so it cannot depend on what the stage's gates see; until
         a day of history exists, over what there is (at least an hour), else unknown.
         """
-        key = (flags.route, flags.stage_since or tick)
-        if self._traffic_key.get(flags.route) == key:
+        stage_start = flags.stage_since or tick
+        if self._traffic_of.get(flags.route) == stage_start:
             return
-        self._traffic_key[flags.route] = key
-        rate = queries.requests_per_hour(flags.route, end=flags.stage_since or tick)
+        self._traffic_of[flags.route] = stage_start
+        rate = queries.requests_per_hour(flags.route, end=stage_start)
         if rate is None:
             self._traffic.pop(flags.route, None)
         else:

@@ -9,7 +9,6 @@ may stop the first time its interval clears the threshold.
 - :func:`quantile_rank_bounds` / :func:`quantile_cs`: a quantile (p95 latency) from order
   statistics, distribution-free and exact, by a beta-binomial mixture martingale applied to
   the count of samples below the quantile.
-- :func:`decide`: pass / fail / inconclusive from an interval and a threshold.
 
 Every interval is tuned by ``t_star``, the sample size at which it should be tightest: the
 mixture spreads its prior so that the boundary is near-optimal around ``t_star`` samples and
@@ -22,10 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-Direction = Literal["at_most", "at_least"]
-Outcome = Literal["pass", "fail", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -218,47 +213,6 @@ def quantile_cs(
     if low > high:
         raise ValueError("sorted_values must be sorted in ascending order")
     return Interval(low, high)
-
-
-def decide(
-    interval: Interval, threshold: float, direction: Direction, *, n: int, min_n: int
-) -> Outcome:
-    """A gate's outcome from its interval.
-
-    ``at_most`` passes when ``interval.high <= threshold`` and fails when
-    ``interval.low > threshold``; ``at_least`` passes when ``interval.low >= threshold`` and
-    fails when ``interval.high < threshold``. Otherwise, and whenever ``n < min_n``, the
-    outcome is ``inconclusive``.
-
-    Args:
-        interval: The gate's current interval.
-        threshold: The value the metric must stay at most / at least.
-        direction: ``"at_most"`` or ``"at_least"``.
-        n: Samples behind the interval, >= 0.
-        min_n: Fewest samples for a conclusive outcome, >= 0.
-
-    Returns:
-        ``"pass"``, ``"fail"`` or ``"inconclusive"``.
-
-    Raises:
-        ValueError: an argument out of range.
-    """
-    if direction not in ("at_most", "at_least"):
-        raise ValueError(f"direction must be 'at_most' or 'at_least'; got {direction!r}")
-    if math.isnan(threshold):
-        raise ValueError("threshold must be a number; got nan")
-    _check_n(n)
-    if min_n < 0:
-        raise ValueError(f"min_n must be >= 0; got {min_n}")
-    if n < min_n:
-        return "inconclusive"
-    if direction == "at_most":
-        if interval.high <= threshold:
-            return "pass"
-        return "fail" if interval.low > threshold else "inconclusive"
-    if interval.low >= threshold:
-        return "pass"
-    return "fail" if interval.high < threshold else "inconclusive"
 
 
 def split_alpha(alpha: float, parts: int) -> float:

@@ -39,6 +39,7 @@ from processors.gates.queries import GateQueries, Window
 from shadowlab.core.plan import DEFAULT_GATES, GateSpec, RolloutSettings
 
 ALPHAS, T_STAR = Alphas(0.005, 0.01), 5000.0
+PLAN = RolloutSettings()
 GATES = {g.key: g for g in DEFAULT_GATES}
 SUPPORTED = sorted(f"{s}.{m}" for s, m in GATE_METRICS)
 UNSUPPORTED = GateSpec(name="csat", stage="shadow", metric="csat", threshold=-0.15)
@@ -99,12 +100,13 @@ def test_alpha_is_spent_over_the_enabled_gates_that_can_make_each_error() -> Non
 
 
 def test_t_star_is_the_traffic_a_latency_window_will_hold() -> None:
+    # the default plan: its last canary step is 50 %, its t_star 5,000
     shadow, canary = GATES["shadow.p95_latency"], GATES["canary.p95_latency"]
-    assert planned_samples(shadow, requests_per_h=3600, default=5000, canary_share=0.5) == 3600
-    assert planned_samples(canary, requests_per_h=3600, default=5000, canary_share=0.5) == 43_200
-    assert planned_samples(canary, requests_per_h=None, default=5000, canary_share=0.5) == 5000
+    assert planned_samples(shadow, PLAN, requests_per_h=3600) == 3600
+    assert planned_samples(canary, PLAN, requests_per_h=3600) == 43_200
+    assert planned_samples(canary, PLAN, requests_per_h=None) == 5000
     # at 10 requests/h the window holds fewer than min_n: tuned for min_n
-    assert planned_samples(shadow, requests_per_h=10, default=5000, canary_share=0.5) == 400
+    assert planned_samples(shadow, PLAN, requests_per_h=10) == 400
 
 
 RNG = np.random.default_rng(7)

@@ -22,10 +22,7 @@ from scipy import stats as sps
 from scipy.special import betaln, xlog1py, xlogy
 
 from processors.gates.stats import (
-    Direction,
     Interval,
-    Outcome,
-    decide,
     mixture_rho2,
     quantile_cs,
     quantile_rank_bounds,
@@ -134,27 +131,6 @@ def test_rank_bounds_ordered_around_nq(n: int, q: float) -> None:
 # --- combining and deciding ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("low", "high", "direction", "expected"),
-    [
-        (0.0, 1.0, "at_most", "pass"),  # high == threshold passes
-        (0.5, 0.9, "at_most", "pass"),
-        (1.01, 2.0, "at_most", "fail"),
-        (1.0, 2.0, "at_most", "inconclusive"),  # low == threshold is not a fail
-        (0.5, 1.5, "at_most", "inconclusive"),
-        (1.0, 2.0, "at_least", "pass"),  # low == threshold passes
-        (0.0, 0.99, "at_least", "fail"),
-        (0.0, 1.0, "at_least", "inconclusive"),  # high == threshold is not a fail
-        (0.5, 1.5, "at_least", "inconclusive"),
-        (-math.inf, math.inf, "at_least", "inconclusive"),
-    ],
-)
-def test_decide(low: float, high: float, direction: Direction, expected: Outcome) -> None:
-    interval = Interval(low, high)
-    assert decide(interval, 1.0, direction, n=500, min_n=400) == expected
-    assert decide(interval, 1.0, direction, n=399, min_n=400) == "inconclusive"
-
-
 def test_split_alpha() -> None:
     assert split_alpha(0.05, 8) == 0.05 / 8
     assert split_alpha(0.05, 1) == 0.05
@@ -183,10 +159,6 @@ def test_interval() -> None:
         (lambda: quantile_rank_bounds(10, 0.0, 0.05), "q must be"),
         (lambda: quantile_rank_bounds(-1, 0.5, 0.05), "n must be"),
         (lambda: quantile_rank_bounds(10, 0.5, 0.0), "alpha"),
-        (lambda: decide(Interval(0, 1), 1, "below", n=1, min_n=1), "direction"),  # type: ignore[arg-type]
-        (lambda: decide(Interval(0, 1), math.nan, "at_most", n=1, min_n=1), "threshold"),
-        (lambda: decide(Interval(0, 1), 1, "at_most", n=1, min_n=-1), "min_n"),
-        (lambda: decide(Interval(0, 1), 1, "at_most", n=-1, min_n=1), "n must be"),
         (lambda: split_alpha(0.05, 0), "parts"),
         (lambda: split_alpha(1.0, 2), "alpha"),
     ],

@@ -1,4 +1,4 @@
-"""What the installed ``openai`` SDK accepts for a chat completion, read from its own types.
+"""What the installed ``openai`` SDK accepts and returns for a chat completion, by its types.
 
 ``track_request`` takes every parameter ``client.chat.completions.create`` takes (the set is
 derived from ``CompletionCreateParamsBase``, not kept by hand, so a new SDK's parameters are
@@ -6,7 +6,8 @@ accepted the day it is installed) and records each message as the SDK sends it: 
 (the assistant message of a tool loop, ``completion.choices[0].message``) is dumped without
 its unset fields, and only the keys the SDK's input type for that role has are kept (a
 response's ``annotations`` are not part of a request). The SDK is imported lazily: importing
-``producers`` does not load it.
+``producers`` does not load it. :func:`stream_answer` reads a finished stream's answer and
+tool calls through the SDK's own accumulator, for the service helper and the shadow alike.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from __future__ import annotations
 import functools
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionMessage
 
 #: Parameters ``track_request`` passes itself, never from the caller.
 _OWN = frozenset({"messages", "model", "stream", "stream_options"})
@@ -66,3 +71,20 @@ def message_as_sent(message: Any) -> dict[str, Any]:
         raise TypeError(f"a chat message must be a mapping or an SDK message, not {message!r}")
     keys = message_keys().get(str(plain.get("role")))
     return plain if keys is None else {k: v for k, v in plain.items() if k in keys}
+
+
+def answer_of(message: ChatCompletionMessage | None) -> tuple[str | None, list[Any] | None]:
+    """A completion message's text and its tool calls as the SDK gives them (``None``: none)."""
+    if message is None:
+        return None, None
+    return message.content, plain_json(message.tool_calls) or None
+
+
+def stream_answer(state: ChatCompletionStreamState[Any]) -> tuple[str, list[Any] | None]:
+    """The text (``""`` for none) and tool calls a finished stream accumulated in ``state``."""
+    try:
+        completion = state.get_final_completion()
+    except (AssertionError, RuntimeError, ValueError):  # a stream that sent no choice at all
+        return "", None
+    text, calls = answer_of(completion.choices[0].message if completion.choices else None)
+    return text or "", calls
