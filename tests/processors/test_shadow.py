@@ -7,14 +7,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from processors.clients import model_client
-from processors.shadow import ShadowRole, replay
+from processors.shadow import ShadowRole, arrival_offsets, replay
 from schemas import ShadowResult
 from shadowlab.core.settings import Settings
 from shadowlab.testing import (
@@ -227,11 +226,24 @@ def test_timeout_s_is_a_deadline_for_the_whole_call(tmp_path: Path) -> None:
     assert result.answer is None  # cut at the deadline, not served to the end of the stream
 
 
+def record_starts(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], float]:
+    """When each (request_id, candidate) replay started (``time.monotonic()``)."""
+    starts: dict[tuple[str, str], float] = {}
+
+    async def recorded(client: Any, endpoint: Any, event: Any, *args: Any) -> Any:
+        starts[(event.request_id, endpoint.name)] = time.monotonic()
+        return await replay(client, endpoint, event, *args)
+
+    monkeypatch.setattr("processors.shadow.replay", recorded)
+    return starts
+
+
 def test_a_backlog_is_replayed_within_each_candidates_and_endpoints_limits(
     simulator: Simulator,
     kafka: dict[str, str],
     topic_factory: Callable[..., str],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     requests, shadow = topic_factory("req", 2), topic_factory("shadow", 2)
     settings = make_settings(
@@ -252,13 +264,22 @@ def test_a_backlog_is_replayed_within_each_candidates_and_endpoints_limits(
     )
     produce(kafka, requests, _requests(30), key_field="request_id")
     role = ShadowRole(settings, kafka)
+    starts = record_starts(monkeypatch)
+    limit, _ = role._limits["ft-1"]
+    assert limit is not None
+    asked: list[float] = []
+    reserve = limit.reserve
+    monkeypatch.setattr(
+        limit, "reserve", lambda now, units=1.0: asked.append(now) or reserve(now, units)
+    )
     run_until(role, lambda: role.counters.results >= 60)
-    results = read_events(kafka, shadow, ShadowResult, count=60)
     assert role.counters.peak_in_flight["gpt-4o"] <= 2  # never the burst of 30
     assert role.counters.peak_in_flight["ft-1"] > 2  # its own limit is the endpoint's rate
-    # 30 calls at 10 a second, the first second's worth at once: the last starts >= 2 s on
-    ft_1 = sorted(r.replayed_at for r in results if r.candidate == "ft-1")
-    assert (ft_1[-1] - ft_1[0]).total_seconds() >= 1.9
+    # 30 calls at 10 a second, one second's worth at once: the last starts 2 s after the first
+    # reservation at the earliest, however fast or slow the machine
+    ft_1 = [at for (_, model), at in starts.items() if model == "ft-1"]
+    assert len(ft_1) == 30
+    assert max(ft_1) >= min(asked) + 2.0 - 1e-6
     assert role.counters.paced_s > 0
 
 
@@ -267,6 +288,7 @@ def test_live_traffic_is_replayed_at_the_pace_it_arrived(
     kafka: dict[str, str],
     topic_factory: Callable[..., str],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     requests, shadow = topic_factory("req", 1), topic_factory("shadow", 1)
     settings = _settings(simulator, tmp_path, requests, shadow, [{"model": "gpt-4o"}])
@@ -274,10 +296,21 @@ def test_live_traffic_is_replayed_at_the_pace_it_arrived(
         produce(kafka, requests, [event], key_field="request_id")
         time.sleep(0.4)  # the traffic's pace (what is checked is the replay's)
     role = ShadowRole(settings, kafka)
+    starts = record_starts(monkeypatch)
+    due: dict[str, float] = {}  # request_id → when its replay may start at the earliest
+
+    def offsets(batch: list[Any], now_s: float, window_s: float) -> list[float]:
+        planned = arrival_offsets(batch, now_s, window_s)
+        at = time.monotonic()
+        due.update({m.key().decode(): at + o for m, o in zip(batch, planned, strict=True)})
+        return planned
+
+    monkeypatch.setattr("processors.shadow.arrival_offsets", offsets)
     run_until(role, lambda: role.counters.results >= 4)
-    results = sorted(read_events(kafka, shadow, ShadowResult, count=4), key=lambda r: r.replayed_at)
-    gaps = [(b.replayed_at - a.replayed_at).total_seconds() for a, b in pairwise(results)]
-    assert min(gaps) >= 0.3  # not all at once, as they were read
+    # the requests were produced 0.4 s apart: their replays are spread the same way, none
+    # before its request's offset (a lower bound: a slow machine only starts them later)
+    assert max(due.values()) - min(due.values()) >= 1.1
+    assert all(at >= due[request_id] - 1e-3 for (request_id, _), at in starts.items())
 
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
