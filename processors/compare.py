@@ -7,26 +7,34 @@ shell around it and these functions are tested on their own:
   removed, whitespace collapsed), symmetric, 1.0 for equal texts.
 - :func:`is_refusal`: the answer declines the task ("I can't help with that…").
 - :func:`json_valid`: the answer parses as JSON (only asked when the request wanted JSON).
+- :func:`schema_valid`: the answer parses and matches the request's ``json_schema``
+  response format (JSON Schema, the draft the schema names, 2020-12 when it names none; no
+  remote ``$ref`` is ever fetched).
 - :func:`compare` / :func:`missing`: build the :class:`~schemas.Comparison` event.
 
 The join keeps each side of a pair in its table while it waits for the other, so a side is
 kept small whatever the answer's size: an :class:`AnswerDigest` holds the answer's first
 :data:`ANSWER_HEAD_CHARS` characters (similarity is computed on those), its length (the
 length ratio), the SHA-256 of its stripped text (exact match), and whether it is a refusal
-and valid JSON (computed on the whole answer when it arrives).
+and valid JSON (computed on the whole answer when it arrives). A candidate answer is
+checked against the request's schema when both are at hand: always when the request came
+first, and for an answer that waited for its request when it is no longer than its head.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
 import string
 from typing import Any, Self
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, field_validator
+from referencing.exceptions import Unresolvable
 
 from schemas import Comparison, RequestEvent, ShadowResult
 from schemas.request import CallStatus
@@ -77,6 +85,40 @@ def wants_json(event: RequestEvent) -> bool:
     """Whether the request asked for a JSON ``response_format``."""
     fmt = event.request.response_format or {}
     return fmt.get("type") in ("json_object", "json_schema")
+
+
+def response_schema(event: RequestEvent) -> dict[str, Any] | None:
+    """The JSON Schema of the request's ``json_schema`` response format, if it asked for one."""
+    fmt = event.request.response_format or {}
+    if fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> Any:
+    schema = json.loads(schema_text)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def schema_valid(answer: str | None, schema: dict[str, Any] | None) -> bool | None:
+    """Whether ``answer`` is JSON matching ``schema``; None without either, or for a bad schema."""
+    if answer is None or schema is None:
+        return None
+    try:
+        document = json.loads(answer)
+        validator = _validator(json.dumps(schema, sort_keys=True))
+    except (ValueError, RecursionError):  # not JSON (or absurdly deep): it does not match
+        return False
+    except jsonschema.SchemaError:  # the request's schema itself is invalid: cannot tell
+        return None
+    try:
+        return bool(validator.is_valid(document))
+    except (RecursionError, Unresolvable, LookupError):
+        return None  # an unresolvable $ref or a pathological schema: cannot tell
 
 
 #: The most of an answer a waiting pair keeps: similarity is computed on these heads.
@@ -140,8 +182,8 @@ class _Side(BaseModel):
     status: CallStatus
     latency_ms: float
     ttft_ms: float | None
-    tokens: int
-    cost_usd: float
+    tokens: int | None
+    cost_usd: float | None
     answer: AnswerDigest | None
     #: :func:`tool_calls_digest` of the call's tool calls (``None``: it called none).
     tool_calls: str | None = None
@@ -158,7 +200,11 @@ def _side_fields(call: RequestEvent | ShadowResult) -> dict[str, Any]:
         "status": call.status,
         "latency_ms": call.latency_ms,
         "ttft_ms": call.ttft_ms,
-        "tokens": call.prompt_tokens + call.completion_tokens,
+        "tokens": (
+            call.prompt_tokens + call.completion_tokens
+            if call.prompt_tokens is not None and call.completion_tokens is not None
+            else None
+        ),
         "cost_usd": call.cost_usd,
         "answer": _digest(call.answer),
         "tool_calls": tool_calls_digest(call.tool_calls),
@@ -191,16 +237,23 @@ class PrimaryAnswer(_Side):
     route: str
     model: str
     json_wanted: bool
+    #: The request's ``json_schema`` response format, and whether the primary answer
+    #: matches it (checked on the whole answer).
+    response_schema: dict[str, Any] | None = None
+    schema_valid: bool | None = None
 
     @classmethod
     def of(cls, event: RequestEvent) -> Self:
         """The primary side of ``event``."""
+        schema = response_schema(event)
         return cls(
             request_id=event.request_id,
             event_time=event.event_time,
             route=event.route,
             model=event.model,
             json_wanted=wants_json(event),
+            response_schema=schema,
+            schema_valid=schema_valid(event.answer, schema) if event.status == "ok" else None,
             **_side_fields(event),
         )
 
@@ -216,6 +269,7 @@ def _primary_fields(primary: PrimaryAnswer) -> dict[str, object]:
         "primary_ttft_ms": primary.ttft_ms,
         "primary_tokens": primary.tokens,
         "primary_cost_usd": primary.cost_usd,
+        "primary_schema_valid": primary.schema_valid,
     }
 
 
@@ -227,6 +281,7 @@ def compare(primary: PrimaryAnswer, shadow: ShadowResult | CandidateAnswer) -> C
     that side's answer.
     """
     candidate = shadow if isinstance(shadow, CandidateAnswer) else CandidateAnswer.of(shadow)
+    whole = shadow.answer if isinstance(shadow, ShadowResult) else _whole(candidate.answer)
     a, b = primary.answer, candidate.answer
     both_ok = primary.status == "ok" and candidate.status == "ok"
     pair = (a, b) if both_ok and a is not None and b is not None else None
@@ -254,12 +309,20 @@ def compare(primary: PrimaryAnswer, shadow: ShadowResult | CandidateAnswer) -> C
         candidate_refusal=b.refusal if b is not None else None,
         primary_json_valid=a.json_valid if json_wanted and a is not None else None,
         candidate_json_valid=b.json_valid if json_wanted and b is not None else None,
+        candidate_schema_valid=(
+            schema_valid(whole, primary.response_schema) if candidate.status == "ok" else None
+        ),
         tool_calls_match=(
             primary.tool_calls == candidate.tool_calls
             if both_ok and (primary.tool_calls or candidate.tool_calls)
             else None
         ),
     )
+
+
+def _whole(digest: AnswerDigest | None) -> str | None:
+    """The whole answer a digest holds, when its head is all of it."""
+    return digest.head if digest is not None and digest.length == len(digest.head) else None
 
 
 def missing(primary: PrimaryAnswer, candidate: str) -> Comparison:

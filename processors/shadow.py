@@ -60,7 +60,8 @@ from shadowlab.core.kafka import (
     sleep_unless_stopped,
 )
 from shadowlab.core.limits import cut_text
-from shadowlab.core.openai_shapes import stream_answer
+from shadowlab.core.openai_shapes import stream_answer, usage_fields
+from shadowlab.core.retry_after import retry_after_s
 from shadowlab.core.settings import CandidateConfig, ModelEndpoint, Settings, ShadowSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class ShadowCounters(BatchCounters):
     peak_in_flight: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Seconds replays waited for the endpoints' request and token limits.
     paced_s: float = 0.0
+    #: Results whose usage the endpoint did not report (counted at their worst case).
+    usage_unknown: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @dataclass
@@ -101,6 +104,14 @@ class _Candidate:
         if self.cost_n:
             return self.cost_sum / self.cost_n
         return self.endpoint.cost(*_size(event))
+
+
+def _spent(result: ShadowResult, endpoint: ModelEndpoint, event: RequestEvent) -> float:
+    """What a replay cost, for budgets: as reported, else its worst case (usage unknown)."""
+    if result.cost_usd is not None:
+        return result.cost_usd
+    limit = event.request.max_completion_tokens or event.request.max_tokens
+    return endpoint.worst_case_cost(_size(event)[0], limit)
 
 
 def _size(event: RequestEvent) -> tuple[float, int]:
@@ -280,7 +291,7 @@ class ShadowRole(BatchRole):
             finally:
                 self.counters.in_flight -= 1
                 candidate.in_flight -= 1
-        actual = result.cost_usd if result is not None else 0.0
+        actual = 0.0 if result is None else _spent(result, candidate.endpoint, event)
         if candidate.spend is not None:
             candidate.spend.add(time.monotonic(), actual - reserved)
         if result is None:
@@ -288,7 +299,9 @@ class ShadowRole(BatchRole):
             return
         candidate.cost_sum += actual
         candidate.cost_n += 1
-        self.counters.spend_usd[name] += result.cost_usd
+        self.counters.spend_usd[name] += actual
+        if not result.usage_known:
+            self.counters.usage_unknown[name] += 1
         self.counters.by_status[result.status] += 1
         self.counters.results += 1
         topic, value = self.settings.topics.shadow, result.to_json()
@@ -431,9 +444,13 @@ def sent_parameters(event: RequestEvent) -> dict[str, Any]:
 
     The named ones (tools, tool_choice, response_format, seed, stop, limits…) and every other
     parameter it recorded (``other_params``: ``n``, ``presence_penalty``…), same semantics.
+    A Responses-API request is replayed in its chat form (``api`` and ``responses_params``,
+    the parameters with no chat equivalent, are the record's, not the request's).
     """
     kwargs = event.request.model_dump(exclude_none=True)
     kwargs.update(kwargs.pop("other_params", None) or {})
+    kwargs.pop("api", None)
+    kwargs.pop("responses_params", None)
     return kwargs
 
 
@@ -459,11 +476,8 @@ def _retry_in(error: Exception, attempt: int, cfg: ShadowSettings) -> float | No
     if attempt >= cfg.max_attempts:
         return None
     if isinstance(error, openai.RateLimitError):
-        header = error.response.headers.get("retry-after", "")
-        try:
-            wait = float(header)
-        except ValueError:
-            wait = cfg.backoff_base_s * 2 ** (attempt - 1)
+        asked = retry_after_s(error.response.headers, now=dt.datetime.now(dt.UTC))
+        wait = cfg.backoff_base_s * 2 ** (attempt - 1) if asked is None else asked
         return wait if wait <= cfg.max_retry_after_s else None
     retryable = isinstance(error, openai.APIConnectionError) or (
         isinstance(error, openai.APIStatusError) and error.status_code >= 500
@@ -506,7 +520,7 @@ async def stream_call(
 
 def _no_outcome() -> dict[str, Any]:
     """A call's outcome before anything came back."""
-    return {"answer": None, "ttft_ms": None, "prompt_tokens": 0, "completion_tokens": 0,
+    return {"answer": None, "ttft_ms": None, "prompt_tokens": None, "completion_tokens": None,
             "reported_ms": None}  # fmt: skip
 
 
@@ -558,8 +572,9 @@ def _result(
     status: str,
     error_type: str | None,
 ) -> ShadowResult:
-    prompt, completion = outcome["prompt_tokens"], outcome["completion_tokens"]
-    cost = endpoint.cost(prompt, completion)
+    came_back = status == "ok" or outcome["ttft_ms"] is not None
+    usage = usage_fields(outcome["prompt_tokens"], outcome["completion_tokens"], endpoint.cost,
+                         came_back=came_back)  # fmt: skip
     return ShadowResult.parse(
         {
             "request_id": event.request_id,
@@ -572,9 +587,7 @@ def _result(
             "tool_calls": outcome.get("tool_calls") if status == "ok" else None,
             "latency_ms": min(latency_ms, 3_600_000.0),
             "ttft_ms": outcome["ttft_ms"],
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cost_usd": cost,
+            **usage,
             "status": status,
             "error_type": error_type,
             "attempts": attempts,

@@ -15,6 +15,7 @@ from producers.emitter import EventProducer, ProducerStats
 from producers.hashing import BUCKETS, bucket
 from producers.journal import Journal
 from producers.live_router import LiveRouter
+from producers.responses import TrackedResponse, track_response
 from producers.router import Assignment, Router
 from producers.tracking import Price, TrackedCall, track_request
 from shadowlab.core.flags import clear_override, rollback, set_flags, weight_bp
@@ -32,6 +33,7 @@ __all__ = [
     "ProducerStats",
     "Router",
     "TrackedCall",
+    "TrackedResponse",
     "bucket",
     "clear_override",
     "load_cache",
@@ -39,5 +41,6 @@ __all__ = [
     "save_cache",
     "set_flags",
     "track_request",
+    "track_response",
     "weight_bp",
 ]

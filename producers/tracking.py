@@ -8,7 +8,8 @@
     answer = completion.choices[0].message.content
 
 On exit the helper emits one :class:`RequestEvent` with the model and arm the Router chose,
-latency, time to first token (streaming), tokens, cost from the price table, and the status:
+latency, time to first token (streaming), tokens and cost from the price table (null, with
+``usage_known`` false, when the server reported no usage), and the status:
 ``ok``, ``timeout`` (``openai.APITimeoutError``) or ``error`` (any other exception, whose
 type becomes ``error_type``). The exception still reaches the caller; emitting never raises.
 """
@@ -35,6 +36,7 @@ from shadowlab.core.openai_shapes import (
     message_as_sent,
     plain_json,
     stream_answer,
+    usage_fields,
 )
 
 if TYPE_CHECKING:  # the service brings openai; importing producers does not load it
@@ -56,25 +58,37 @@ class Price:
         return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
 
 
-@dataclass
-class TrackedCall:
-    """One routed model call; fill it through :meth:`create` or :meth:`stream`."""
+@dataclass(kw_only=True)
+class CallRecord:
+    """What one routed call gave back, filled while the service makes it."""
 
     assignment: Assignment
-    messages: list[dict[str, Any]]
-    params: dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
     answer: str | None = None
     ttft_s: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    #: The tools the model called, as the SDK gives them (``None``: it called none).
+    #: As the server reported them (``None``: it reported no usage).
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    #: The tools the model called, in chat form (``None``: it called none).
     tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def model(self) -> str:
         """The model the Router chose."""
         return self.assignment.model
+
+    def first_output(self) -> None:
+        """Note the time to first token (the first call counts)."""
+        if self.ttft_s is None:
+            self.ttft_s = time.perf_counter() - self.started
+
+
+@dataclass(kw_only=True)
+class TrackedCall(CallRecord):
+    """One routed chat completion; fill it through :meth:`create` or :meth:`stream`."""
+
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
 
     def create(self, client: openai.OpenAI) -> ChatCompletion:
         """Call the chosen model (no streaming) and record the answer and usage."""
@@ -108,8 +122,8 @@ class TrackedCall:
                 self.prompt_tokens = chunk.usage.prompt_tokens
                 self.completion_tokens = chunk.usage.completion_tokens
             delta = chunk.choices[0].delta if chunk.choices else None
-            if delta is not None and (delta.content or delta.tool_calls) and self.ttft_s is None:
-                self.ttft_s = time.perf_counter() - self.started
+            if delta is not None and (delta.content or delta.tool_calls):
+                self.first_output()
             if delta is not None and delta.content:
                 yield delta.content
         self.answer, self.tool_calls = stream_answer(state)
@@ -194,40 +208,72 @@ def track_request(
             f"{sorted(unknown)}; it takes {sorted(accepted)}"
         )
     sent = [message_as_sent(m) for m in messages]
-    assignment = router.choose(route, key)
-    call = TrackedCall(assignment, sent, dict(params))
-    event_time = dt.datetime.now(dt.UTC)
-    status, error_type = "ok", None
-    try:
+    call = TrackedCall(assignment=router.choose(route, key), messages=sent, params=dict(params))
+    record = EventContext(events=events, prices=prices, route=route, key=key,
+                          request=recorded_request(sent, params),
+                          context_documents=context_documents, session_id=session_id,
+                          tenant=tenant, replayable=replayable, request_id=request_id)  # fmt: skip
+    with record.emitted_after(call):
         yield call
-    except Exception as exc:
-        status, error_type = ("timeout" if _is_timeout(exc) else "error"), type(exc).__name__
-        raise
-    finally:
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventContext:
+    """Everything a RequestEvent takes besides the call's outcome."""
+
+    events: EventProducer
+    prices: Mapping[str, Price]
+    route: str
+    key: str | None
+    request: dict[str, Any]
+    context_documents: Sequence[Mapping[str, Any]] = ()
+    session_id: str | None = None
+    tenant: str | None = None
+    replayable: bool = True
+    request_id: str | None = None
+
+    @contextmanager
+    def emitted_after(self, call: CallRecord) -> Iterator[None]:
+        """Emit the call's RequestEvent when the block ends (the exception still propagates)."""
+        event_time = dt.datetime.now(dt.UTC)
+        status, error_type = "ok", None
+        try:
+            yield
+        except Exception as exc:
+            status = "timeout" if _is_timeout(exc) else "error"
+            error_type = type(exc).__name__
+            raise
+        finally:
+            self._emit(call, event_time, status, error_type)
+
+    def _emit(
+        self, call: CallRecord, event_time: dt.datetime, status: str, error_type: str | None
+    ) -> None:
         latency_ms = (time.perf_counter() - call.started) * 1000
-        price = prices.get(call.model)
+        price = self.prices.get(call.model)
         if price is None:
             log.warning("no price for model %s: its cost is recorded as 0", call.model)
+        came_back = call.answer is not None or call.ttft_s is not None or status == "ok"
+        cost = price.cost if price else None
+        usage = usage_fields(call.prompt_tokens, call.completion_tokens, cost, came_back=came_back)
         data: dict[str, Any] = {
-            "request_id": request_id or f"req-{uuid.uuid4().hex}",
+            "request_id": self.request_id or f"req-{uuid.uuid4().hex}",
             "event_time": event_time,
-            "route": route,
-            "user_key": stored_key(key),
-            "session_id": stored_key(session_id),
-            "tenant": tenant,
-            "request": recorded_request(call.messages, params),
-            "context_documents": [dict(d) for d in context_documents],
+            "route": self.route,
+            "user_key": stored_key(self.key),
+            "session_id": stored_key(self.session_id),
+            "tenant": self.tenant,
+            "request": self.request,
+            "context_documents": [dict(d) for d in self.context_documents],
             "model": call.model,
-            "arm": assignment.arm,
-            "flags_version": assignment.flags_version,
-            "replayable": replayable,
+            "arm": call.assignment.arm,
+            "flags_version": call.assignment.flags_version,
+            "replayable": self.replayable,
             "answer": call.answer,
             "tool_calls": call.tool_calls,
             "latency_ms": latency_ms,
             "ttft_ms": call.ttft_s * 1000 if call.ttft_s is not None else None,
-            "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": call.completion_tokens,
-            "cost_usd": price.cost(call.prompt_tokens, call.completion_tokens) if price else 0.0,
+            **usage,
             "status": status,
             "error_type": error_type,
         }
@@ -235,7 +281,7 @@ def track_request(
             event = RequestEvent.parse(data)
         except EventValidationError as exc:  # kept on disk with why: never silently lost
             log.warning("the RequestEvent of a %s call could not be built (%s): kept in %s",
-                        route, exc, events.dead_letter_path)  # fmt: skip
-            events.dead_letter("RequestEvent", data, str(exc))
+                        self.route, exc, self.events.dead_letter_path)  # fmt: skip
+            self.events.dead_letter("RequestEvent", data, str(exc))
         else:
-            events.emit_request(event)
+            self.events.emit_request(event)

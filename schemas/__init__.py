@@ -82,10 +82,14 @@ def _absent(field: str) -> dict[str, Any]:
 #: comparing two values (``claims_supported <= claims_total``, ``canary != primary``,
 #: ``window_end >= window_start``) cannot be written in JSON Schema; they are listed in the
 #: README and checked by the models (a violating event is dead-lettered with the reason).
+_USAGE = ("prompt_tokens", "completion_tokens", "cost_usd")
 _CALL_RULES = [
     {"if": _when("status", "ok"), "then": _absent("error_type"),
      "else": {**_present("error_type"),
               "properties": {"error_type": {"type": "string", "minLength": 1}}}},
+    {"if": _when("usage_known", False),
+     "then": {"allOf": [_absent(f) | {"required": [f]} for f in _USAGE]},
+     "else": {"properties": {f: {"not": {"type": "null"}} for f in _USAGE}}},
 ]  # fmt: skip
 CROSS_FIELD_RULES: dict[str, list[dict[str, Any]]] = {
     "RequestEvent": _CALL_RULES,

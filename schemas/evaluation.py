@@ -57,9 +57,10 @@ class Comparison(Event):
     candidate_latency_ms: Millis | None = None
     primary_ttft_ms: Millis | None = None
     candidate_ttft_ms: Millis | None = None
-    primary_tokens: Tokens = 0
+    #: Null when the side's usage is unknown (its server reported none) or it never ran.
+    primary_tokens: Tokens | None = 0
     candidate_tokens: Tokens | None = None
-    primary_cost_usd: Usd = 0.0
+    primary_cost_usd: Usd | None = 0.0
     candidate_cost_usd: Usd | None = None
     exact_match: bool | None = None
     #: Normalised token F1 of the two answers, 0–1.
@@ -71,6 +72,10 @@ class Comparison(Event):
     #: Only when a JSON response_format was asked.
     primary_json_valid: bool | None = None
     candidate_json_valid: bool | None = None
+    #: Only when a ``json_schema`` response_format was asked: the answer parses as JSON and
+    #: the document matches the schema (a schema that is itself invalid: empty).
+    primary_schema_valid: bool | None = None
+    candidate_schema_valid: bool | None = None
     #: When either side called tools (both ok): the same tools, in order, with arguments
     #: equal as JSON.
     tool_calls_match: bool | None = None

@@ -68,6 +68,12 @@ class ChatRequest(_Part):
     #: ``presence_penalty``, ``parallel_tool_calls``, ``reasoning_effort``…), as sent: kept as
     #: JSON and sent again as it was, so a parameter this schema does not name is never lost.
     other_params: dict[str, Any] | None = None
+    #: ``responses`` when the service called ``client.responses.create``: then ``messages``
+    #: and the parameters above are that request in chat form (what the shadow replays), and
+    #: ``responses_params`` holds its parameters with no chat equivalent, as sent (kept for
+    #: the record, never replayed). ``None``: ``chat.completions.create``.
+    api: Literal["responses"] | None = None
+    responses_params: dict[str, Any] | None = None
 
 
 class ContextDocument(_Part):
@@ -84,9 +90,14 @@ class _ModelCall(Event):
     answer: str | None = None
     latency_ms: Millis
     ttft_ms: Millis | None = None
-    prompt_tokens: Tokens = 0
-    completion_tokens: Tokens = 0
-    cost_usd: Usd = 0.0
+    #: Tokens and cost as the server reported them; ``None`` (with ``usage_known`` false)
+    #: when it reported no usage: unknown, not free.
+    prompt_tokens: Tokens | None = 0
+    completion_tokens: Tokens | None = 0
+    cost_usd: Usd | None = 0.0
+    #: False when the server sent no usage for a call that produced output: then the tokens
+    #: and the cost are null, and budgets count the call at its worst case.
+    usage_known: bool = True
     status: CallStatus
     #: Required unless status is ``ok``, e.g. ``RateLimitError``, ``APITimeoutError``.
     error_type: ShortText | None = None
@@ -100,6 +111,17 @@ class _ModelCall(Event):
             raise ValueError("error_type must be empty when status is 'ok'")
         if self.status != "ok" and not self.error_type:
             raise ValueError(f"error_type is required when status is {self.status!r}")
+        usage = (self.prompt_tokens, self.completion_tokens, self.cost_usd)
+        if self.usage_known and None in usage:
+            raise ValueError(
+                "prompt_tokens, completion_tokens and cost_usd are required when usage_known "
+                "is true; send usage_known false (and nulls) when the server reported no usage"
+            )
+        if not self.usage_known and usage != (None, None, None):
+            raise ValueError(
+                "prompt_tokens, completion_tokens and cost_usd must be null when usage_known "
+                "is false (unknown usage is not a number)"
+            )
         return self
 
 

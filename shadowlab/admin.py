@@ -87,6 +87,7 @@ LABEL_NAMES: dict[str, str] = {
     "no_score": "reason",  # judge
     "preferences": "preference",  # judge
     "peak_in_flight": "candidate",  # shadow
+    "usage_unknown": "candidate",  # shadow: results whose usage the endpoint did not report
 }
 #: Counters that go up and down (everything else only goes up).
 GAUGES: frozenset[str] = frozenset(

@@ -28,7 +28,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 
 from shadowlab.core.errors import MigrationError
-from sinks.rollups import ROLLUP_STATEMENTS
+from sinks.rollups import ROLLUP_STATEMENTS, ROLLUP_USAGE_STATEMENTS
 
 _MODEL_CALL_COLUMNS = """
     answer Nullable(String) CODEC(ZSTD(3)),
@@ -39,6 +39,13 @@ _MODEL_CALL_COLUMNS = """
     cost_usd Float64,
     status LowCardinality(String),
     error_type Nullable(String),"""
+
+#: The usage columns that are null when a server reported no usage (migration 9).
+_USAGE_COLUMNS = (
+    ("prompt_tokens", "UInt32"),
+    ("completion_tokens", "UInt32"),
+    ("cost_usd", "Float64"),
+)
 
 _TAIL = """
     schema_version UInt16,
@@ -349,6 +356,41 @@ ORDER BY (table_name, id)""",
             "tool_calls Nullable(String) CODEC(ZSTD(3)) AFTER error_type",
             "ALTER TABLE {db}.comparisons ADD COLUMN IF NOT EXISTS "
             "tool_calls_match Nullable(Bool) AFTER candidate_json_valid",
+        ),
+    ),
+    Migration(
+        9,
+        "unknown usage and schema matching",
+        (
+            *(
+                f"ALTER TABLE {{db}}.{table} MODIFY COLUMN {column} Nullable({kind})"
+                for table in ("requests", "shadow_results")
+                for column, kind in _USAGE_COLUMNS
+            ),
+            *(
+                f"ALTER TABLE {{db}}.{table} ADD COLUMN IF NOT EXISTS "
+                "usage_known Bool DEFAULT true AFTER cost_usd"
+                for table in ("requests", "shadow_results")
+            ),
+            "ALTER TABLE {db}.comparisons MODIFY COLUMN primary_tokens Nullable(UInt32)",
+            "ALTER TABLE {db}.comparisons MODIFY COLUMN primary_cost_usd Nullable(Float64)",
+            "ALTER TABLE {db}.comparisons ADD COLUMN IF NOT EXISTS "
+            "primary_schema_valid Nullable(Bool) AFTER candidate_json_valid",
+            "ALTER TABLE {db}.comparisons ADD COLUMN IF NOT EXISTS "
+            "candidate_schema_valid Nullable(Bool) AFTER primary_schema_valid",
+        ),
+    ),
+    Migration(
+        10,
+        "unknown usage in rollups and golden items",
+        (
+            *(
+                f"ALTER TABLE {{db}}.golden_items MODIFY COLUMN {column} Nullable({kind})"
+                for column, kind in _USAGE_COLUMNS
+            ),
+            "ALTER TABLE {db}.golden_items ADD COLUMN IF NOT EXISTS "
+            "usage_known Bool DEFAULT true AFTER cost_usd",
+            *ROLLUP_USAGE_STATEMENTS,
         ),
     ),
 )

@@ -10,7 +10,9 @@ distinct events, and read ``FINAL`` it is exact; a minute is at most one refresh
 
 - ``calls_1m``: (route, model, arm, minute) → calls, errors, timeouts, latency quantile state
   (``quantilesTiming``: deterministic, exact below 1 s and within 16 ms up to 30 s, with
-  slower calls counted as 30 s), latency sum, cost and tokens. Production requests have
+  slower calls counted as 30 s), latency sum, cost and tokens (of the calls whose usage is
+  known; ``usage_unknown`` counts the others, so the sums are lower bounds when it is not 0).
+  Production requests have
   their arm (primary, canary, override); shadow replays are the arm ``shadow``.
 - ``feedback_1m``: (route, model, arm, minute) → feedback count, CSAT sum and count, thumbs.
 
@@ -27,8 +29,7 @@ _CALLS = """SELECT route, {model} AS model, {arm} AS arm, toStartOfMinute(event_
     count() AS calls, countIf(status = 'error') AS errors,
     countIf(status = 'timeout') AS timeouts,
     quantilesTimingState(0.5, 0.95, 0.99)(latency_ms) AS latency_quantiles,
-    sum(latency_ms) AS latency_sum_ms, sum(cost_usd) AS cost_sum_usd,
-    sum(prompt_tokens) AS prompt_tokens_sum, sum(completion_tokens) AS completion_tokens_sum,
+    sum(latency_ms) AS latency_sum_ms, {usage},
     now64(3) AS refreshed_at
 FROM {{db}}.{table} FINAL {where}
 GROUP BY route, model, arm, minute"""
@@ -50,13 +51,24 @@ def _recent(table: str) -> str:
     )
 
 
-def _calls_select(recent_only: bool) -> str:
+#: Migration 3's sums, from before usage could be unknown.
+_USAGE_V3 = """sum(cost_usd) AS cost_sum_usd,
+    sum(prompt_tokens) AS prompt_tokens_sum, sum(completion_tokens) AS completion_tokens_sum"""
+#: Since migration 9: the sums of the calls whose usage is known, and how many are not.
+_USAGE = """sum(ifNull(cost_usd, 0)) AS cost_sum_usd,
+    sum(ifNull(prompt_tokens, 0)) AS prompt_tokens_sum,
+    sum(ifNull(completion_tokens, 0)) AS completion_tokens_sum,
+    countIf(NOT usage_known) AS usage_unknown"""
+
+
+def _calls_select(recent_only: bool, usage: str = _USAGE) -> str:
     parts = [
         _CALLS.format(
             model=model,
             arm=arm,
             table=table,
             where=_recent(table) if recent_only else "",
+            usage=usage,
         )
         for table, model, arm in (
             ("requests", "model", "arm"),
@@ -103,12 +115,23 @@ ORDER BY (route, minute, model, arm)""",
 PARTITION BY toYYYYMM(minute)
 ORDER BY (route, minute, model, arm)""",
     # backfill what the tables already hold, then keep up every minute
-    "INSERT INTO {db}.calls_1m " + _calls_select(recent_only=False),
+    "INSERT INTO {db}.calls_1m " + _calls_select(recent_only=False, usage=_USAGE_V3),
     "INSERT INTO {db}.feedback_1m " + _feedback_select(recent_only=False),
     "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.calls_1m_mv REFRESH EVERY 1 MINUTE "
-    "APPEND TO {db}.calls_1m AS " + _calls_select(recent_only=True),
+    "APPEND TO {db}.calls_1m AS " + _calls_select(recent_only=True, usage=_USAGE_V3),
     "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.feedback_1m_mv REFRESH EVERY 1 MINUTE "
     "APPEND TO {db}.feedback_1m AS " + _feedback_select(recent_only=True),
+)
+
+#: Migration 9: ``calls_1m`` counts the calls of unknown usage (their tokens and cost are
+#: not in the sums, which are then lower bounds), and its view is made again to read the
+#: nullable usage columns.
+ROLLUP_USAGE_STATEMENTS: tuple[str, ...] = (
+    "ALTER TABLE {db}.calls_1m ADD COLUMN IF NOT EXISTS usage_unknown UInt64 DEFAULT 0 "
+    "AFTER completion_tokens_sum",
+    "DROP VIEW IF EXISTS {db}.calls_1m_mv",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.calls_1m_mv REFRESH EVERY 1 MINUTE "
+    "APPEND TO {db}.calls_1m AS " + _calls_select(recent_only=True),
 )
 
 #: The refreshable views, for ``SYSTEM REFRESH VIEW`` / ``SYSTEM WAIT VIEW``.

@@ -16,6 +16,13 @@ from schemas import (
     ShadowResult,
 )
 from shadowlab.testing import sample_request
+from sinks.migrations import MIGRATIONS
+
+#: The migrations that add columns today's events carry: a test inserting today's events
+#: into an older schema applies these first.
+EVENT_COLUMN_MIGRATIONS = tuple(
+    m for m in MIGRATIONS if m.name in ("tool calls", "unknown usage and schema matching")
+)
 
 T0 = dt.datetime(2026, 11, 20, 12, 30, 15, 123456, tzinfo=dt.UTC)
 

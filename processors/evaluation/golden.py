@@ -129,9 +129,10 @@ class ItemResult:
     status: Literal["ok", "error", "timeout"]
     answer: str | None
     latency_ms: float
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
+    #: ``None`` when the endpoint reported no usage (unknown, not free).
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
     correct: bool
     faithfulness: float | None = None
     error: str | None = None
@@ -161,10 +162,14 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def summarise(model: str, results: Sequence[ItemResult]) -> ModelSummary:
-    """Accuracy, faithfulness, latency percentiles (answered calls), errors and cost per 1k."""
+    """Accuracy, faithfulness, latency percentiles (answered calls), errors and cost per 1k.
+
+    The cost per 1k items is the mean over the items whose usage the endpoint reported.
+    """
     n = len(results)
     latencies = [r.latency_ms for r in results if r.status == "ok"]
     scores = [r.faithfulness for r in results if r.faithfulness is not None]
+    known = [r.cost_usd for r in results if r.cost_usd is not None]  # unknown usage: left out
     return ModelSummary(
         model=model,
         items=n,
@@ -174,7 +179,7 @@ def summarise(model: str, results: Sequence[ItemResult]) -> ModelSummary:
         p50_ms=percentile(latencies, 0.50),
         p95_ms=percentile(latencies, 0.95),
         error_rate=sum(r.status != "ok" for r in results) / n if n else 0.0,
-        cost_per_1k_usd=1000 * sum(r.cost_usd for r in results) / n if n else 0.0,
+        cost_per_1k_usd=1000 * sum(known) / len(known) if known else 0.0,
     )
 
 

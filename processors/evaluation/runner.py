@@ -72,9 +72,9 @@ async def ask(
     # a time-compressing simulator reports the latency it simulated; else the wall clock
     latency_ms = reported_timings(raw.headers)[0] or (time.perf_counter() - started) * 1000
     answer = response.choices[0].message.content if response.choices else None
-    usage = response.usage
-    prompt = usage.prompt_tokens if usage else 0
-    completion = usage.completion_tokens if usage else 0
+    usage = response.usage  # not reported: unknown (null), not 0
+    prompt = usage.prompt_tokens if usage else None
+    completion = usage.completion_tokens if usage else None
     score = None
     if faithfulness is not None and item.context and answer:
         score = await faithfulness(item.question, answer, item.context)
@@ -85,7 +85,9 @@ async def ask(
         latency_ms=latency_ms,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cost_usd=endpoint.cost(prompt, completion),
+        cost_usd=endpoint.cost(prompt, completion)
+        if prompt is not None and completion is not None
+        else None,
         correct=is_correct(item, answer, matcher),
         faithfulness=score,
     )

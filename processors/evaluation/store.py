@@ -49,7 +49,7 @@ _RUN_COLUMNS = (
 )  # fmt: skip
 _ITEM_COLUMNS = (
     "run_id", "role", "model", "item_id", "status", "correct", "answer", "latency_ms",
-    "prompt_tokens", "completion_tokens", "cost_usd", "faithfulness", "error",
+    "prompt_tokens", "completion_tokens", "cost_usd", "usage_known", "faithfulness", "error",
 )  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def store_run(client: Client, database: str, run: EvalRun) -> int:
         [
             run.run_id, role, run.summaries[role].model, r.item_id, r.status, r.correct,
             r.answer, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.cost_usd,
-            r.faithfulness, r.error,
+            r.cost_usd is not None, r.faithfulness, r.error,
         ]
         for role, results in run.results.items()
         for r in results

@@ -62,6 +62,10 @@ async def ask(
     except openai.OpenAIError as exc:
         return Reply(None, 0.0, reason(JUDGE_ERROR, type(exc).__name__))
     usage = completion.usage
-    cost = judge.cost(usage.prompt_tokens, usage.completion_tokens) if usage is not None else 0.0
+    if usage is not None:
+        cost = judge.cost(usage.prompt_tokens, usage.completion_tokens)
+    else:  # not reported: the judge budget counts it at its worst case, never as free
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        cost = judge.worst_case_cost(prompt_chars / 4, None)
     content = completion.choices[0].message.content if completion.choices else None
     return Reply(content, cost)

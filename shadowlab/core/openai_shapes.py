@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -88,3 +88,30 @@ def stream_answer(state: ChatCompletionStreamState[Any]) -> tuple[str, list[Any]
         return "", None
     text, calls = answer_of(completion.choices[0].message if completion.choices else None)
     return text or "", calls
+
+
+def usage_fields(
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cost: Callable[[int, int], float] | None,
+    *,
+    came_back: bool,
+) -> dict[str, Any]:
+    """A call's usage fields: as reported, else unknown (null) for a call that came back.
+
+    A call that failed before anything came back is recorded as 0 tokens and $0 (nothing to
+    pay); one that answered without a usage report is unknown (``usage_known`` false), never
+    0. So is one reporting 0 prompt tokens: no request has none, and gateways fill a usage
+    they did not get with zeros (the LiteLLM proxy does). ``cost`` prices the tokens
+    (``None``: the model has no price, $0).
+    """
+    if came_back and prompt_tokens == 0:
+        prompt_tokens = None
+    if prompt_tokens is None or completion_tokens is None:
+        if came_back:
+            return {"prompt_tokens": None, "completion_tokens": None, "cost_usd": None,
+                    "usage_known": False}  # fmt: skip
+        prompt_tokens = completion_tokens = 0
+    usd = cost(prompt_tokens, completion_tokens) if cost is not None else 0.0
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "cost_usd": usd, "usage_known": True}  # fmt: skip

@@ -199,12 +199,19 @@ class ModelEndpoint(_Section):
     #: does not drop): requests and tokens (prompt estimate + completion limit) per minute.
     max_rpm: Annotated[float, Field(gt=0)] | None = None
     max_tpm: Annotated[float, Field(gt=0)] | None = None
+    #: The most tokens a call may produce when the request sets no limit: a call whose
+    #: usage the server did not report is counted in budgets at this worst case.
+    max_output_tokens: Annotated[int, Field(ge=1, le=10_000_000)] = 4096
 
     def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
         """US dollars for a call with these token counts."""
         return (
             prompt_tokens * self.price_input_per_1k + completion_tokens * self.price_output_per_1k
         ) / 1000
+
+    def worst_case_cost(self, prompt_tokens: float, completion_limit: int | None) -> float:
+        """US dollars a call of unknown usage is counted at: its whole completion limit."""
+        return self.cost(prompt_tokens, completion_limit or self.max_output_tokens)
 
     def api_key(self) -> SecretStr | None:
         """Read the API key from the environment variable named by ``api_key_env``.

@@ -8,6 +8,7 @@ A processor test is then a few lines::
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import time
@@ -19,9 +20,13 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from processors.clients import model_client
+from processors.shadow import replay
+from producers.emitter import EventProducer
 from schemas import Event, RequestEvent, ShadowResult
 from shadowlab.core.kafka import CONSUMER_DEFAULTS, producer_config
 from shadowlab.core.role import Role
+from shadowlab.core.settings import Settings
 
 E = TypeVar("E", bound=Event)
 R = TypeVar("R", bound=Role)
@@ -292,6 +297,30 @@ def read_events(
         event_type.from_json(m.value() or b"")
         for m in read_messages(connection, topic, count, timeout_s=timeout_s, key=key)
     ]
+
+
+def emitted_requests(
+    connection: Mapping[str, str], events: EventProducer, count: int
+) -> list[RequestEvent]:
+    """Flush ``events`` (failing if it cannot) and read ``count`` RequestEvents it sent."""
+    if not events.flush(30):
+        raise AssertionError("the EventProducer did not deliver within 30 s")
+    return read_events(connection, events.requests_topic, RequestEvent, count=count)
+
+
+def replay_once(settings: Settings, candidate: str, event: RequestEvent) -> ShadowResult | None:
+    """Replay ``event`` to ``candidate`` as the shadow role would, once, outside the role.
+
+    The role's retries and deadline apply (``settings.shadow``); ``None`` is a final 429
+    counted as rate limited.
+    """
+    endpoint = settings.model(candidate)
+
+    async def call() -> ShadowResult | None:
+        async with model_client(endpoint, max_retries=0) as client:
+            return await replay(client, endpoint, event, settings.shadow)
+
+    return asyncio.run(call())
 
 
 def end_offsets(

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +74,22 @@ def litellm_binary() -> Path:
     return binary
 
 
-def _config() -> str:
+def upstream_models(base_url: str, names: Iterable[str]) -> dict[str, dict[str, object]]:
+    """Proxy models ``<name>`` that forward to the OpenAI-compatible server at ``base_url``.
+
+    LiteLLM then streams what that server streams (tool-call deltas too) and passes its
+    errors on, as it does in front of a real provider.
+    """
+    return {name: {"model": f"openai/{name}", "api_base": base_url, "api_key": "sk-upstream"}
+            for name in names}  # fmt: skip
+
+
+def _config(upstream: Mapping[str, Mapping[str, object]]) -> str:
     lines = ["model_list:"]
-    for name, params in MODELS.items():
-        lines += [f"  - model_name: {name}", "    litellm_params:",
-                  "      model: openai/gpt-4o", "      api_key: sk-none"]  # fmt: skip
+    mocks = {name: {"model": "openai/gpt-4o", "api_key": "sk-none", **params}
+             for name, params in MODELS.items()}  # fmt: skip
+    for name, params in {**mocks, **upstream}.items():
+        lines += [f"  - model_name: {name}", "    litellm_params:"]
         lines += [f"      {key}: {_yaml(value)}" for key, value in params.items()]
     lines += ["litellm_settings:", "  num_retries: 0"]
     return "\n".join(lines) + "\n"
@@ -97,12 +108,14 @@ def _up(base: str) -> bool:
 
 
 @contextmanager
-def litellm_proxy(*, start_timeout_s: float = 120.0) -> Iterator[LiteLLMProxy]:
-    """Run the LiteLLM proxy with :data:`MODELS` until the block ends."""
+def litellm_proxy(
+    *, upstream: Mapping[str, Mapping[str, object]] | None = None, start_timeout_s: float = 120.0
+) -> Iterator[LiteLLMProxy]:
+    """Run the LiteLLM proxy with :data:`MODELS` (and ``upstream`` ones) until the block ends."""
     binary = litellm_binary()
     with tempfile.TemporaryDirectory(prefix="litellm-") as tmp:
         config = Path(tmp) / "config.yaml"
-        config.write_text(_config())
+        config.write_text(_config(upstream or {}))
         port = free_port()
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOG": "ERROR"}  # fmt: skip

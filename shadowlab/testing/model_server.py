@@ -47,6 +47,7 @@ from processors.judge.prompts import TASK_CLAIMS, TASK_PAIRWISE, TASK_VERIFY, ta
 from shadowlab.core.errors import ConfigError
 from shadowlab.core.headers import EVENT_TIME_HEADER, LATENCY_HEADER, TTFT_HEADER
 from shadowlab.embedded.broker import free_port
+from shadowlab.testing import sim_responses
 
 WRONG_ANSWER = "I am not sure; it may depend on your plan, so please contact support."
 UNSUPPORTED_CLAIM = "This was also confirmed by an independent audit in 2019."
@@ -88,6 +89,9 @@ class ModelProfile(BaseModel):
     #: Share of requests offering ``tools`` that the model answers with a call to the first
     #: tool (arguments ``{"question": <the last user message>}``) instead of text.
     tool_call_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: False: the server sends no usage at all (no ``usage`` field, no usage chunk), as some
+    #: gateways and self-hosted servers do.
+    reports_usage: bool = True
     #: Drift: from each ``at`` (event time) on, these fields replace the profile's.
     changes: list[ProfileChange] = Field(default_factory=list)
     #: A daily cycle (relative amplitudes): latency × ``1 + daily_latency × s`` and error
@@ -300,6 +304,7 @@ class _Server:
         app = web.Application()
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/responses", self.responses)
         return app
 
     async def models(self, _request: web.Request) -> web.Response:
@@ -309,7 +314,10 @@ class _Server:
         ]
         return web.json_response({"object": "list", "data": data})
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def _read(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], ModelProfile] | web.Response:
+        """The body and the model's profile in force, or the 400/404 to send."""
         self.requests += 1
         try:
             body = await request.json()
@@ -318,8 +326,10 @@ class _Server:
         profile = self.config.profile(str(body.get("model")))
         if profile is None:
             return _error(404, "model_not_found", f"model {body.get('model')!r} is not simulated")
-        profile = profile.at(_event_time(request))
-        outcome = decide(profile, self.config.seed, body)
+        return body, profile.at(_event_time(request))
+
+    async def _fate(self, profile: ModelProfile, outcome: Outcome) -> web.Response | None:
+        """The 429 or 500 of a request that fails (after its latency), None for one that answers."""
         scale = self.config.time_scale
         if outcome.kind == "hang":
             await asyncio.sleep(profile.hang_s * scale)
@@ -332,9 +342,24 @@ class _Server:
             response = _error(500, "server_error", "simulated server error")
             response.headers.update(_timing_headers(outcome, scale))
             return response
+        return None
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        read = await self._read(request)
+        if isinstance(read, web.Response):
+            return read
+        body, profile = read
+        outcome = decide(profile, self.config.seed, body)
+        failed = await self._fate(profile, outcome)
+        if failed is not None:
+            return failed
+        scale = self.config.time_scale
         if body.get("stream"):
+            if not profile.reports_usage:
+                body = {**body, "stream_options": None}
             return await self._stream(request, body, outcome, scale)
         await asyncio.sleep(outcome.latency_s * scale)
+        usage = {"usage": _usage(outcome)} if profile.reports_usage else {}
         return web.json_response(
             headers=_timing_headers(outcome, scale),
             data={
@@ -349,9 +374,39 @@ class _Server:
                         "message": _message(outcome, self.requests),
                     }
                 ],
-                "usage": _usage(outcome),
+                **usage,
             },
         )
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/responses`` (:mod:`shadowlab.testing.sim_responses`)."""
+        read = await self._read(request)
+        if isinstance(read, web.Response):
+            return read
+        body, profile = read
+        try:
+            chat = sim_responses.chat_body(body)
+        except sim_responses.NoChatForm as why:
+            return _error(400, "invalid_request_error", f"not simulated: {why}")
+        outcome = decide(profile, self.config.seed, chat)
+        failed = await self._fate(profile, outcome)
+        if failed is not None:
+            return failed
+        scale = self.config.time_scale
+        final = sim_responses.response_body(
+            body, outcome, self.requests, usage=profile.reports_usage
+        )
+        if not body.get("stream"):
+            await asyncio.sleep(outcome.latency_s * scale)
+            return web.json_response(final, headers=_timing_headers(outcome, scale))
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", **_timing_headers(outcome, scale)}
+        )
+        await response.prepare(request)
+        return await sim_responses.stream_events(
+            response, final, outcome, ttft_s=outcome.ttft_s * scale,
+            rest_s=(outcome.latency_s - outcome.ttft_s) * scale,
+        )  # fmt: skip
 
     async def _stream_tool_call(
         self,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from processors.budget import RateLimit, RecentPairs, SpendWindow, TokenBucket, sampled
-from processors.shadow import arrival_offsets
+from processors.shadow import _spent, arrival_offsets
+from shadowlab.core.openai_shapes import usage_fields
+from shadowlab.core.settings import ModelEndpoint
+from shadowlab.testing import sample_request, sample_shadow
 
 
 def test_sampling_is_deterministic_and_at_the_rate() -> None:
@@ -67,3 +70,35 @@ def test_live_requests_are_replayed_at_their_arrival_offsets_a_backlog_at_once()
     assert arrival_offsets(live, 103.0, 0) == [0.0, 0.0, 0.0]  # type: ignore[arg-type]
     unknown = [_Message(100.0), _Message(None)]
     assert arrival_offsets(unknown, 101.0, 30) == [0.0, 0.0]  # type: ignore[arg-type]
+
+
+def test_a_replay_of_unknown_usage_is_spent_at_its_worst_case() -> None:
+    endpoint = ModelEndpoint(name="m", base_url="http://x", price_input_per_1k=1.0,
+                             price_output_per_1k=2.0, max_output_tokens=1000)  # fmt: skip
+    request = sample_request(request={"messages": [{"role": "user", "content": "x" * 400}]})
+    known = sample_shadow(prompt_tokens=100, completion_tokens=10, cost_usd=0.12)
+    unknown = sample_shadow(prompt_tokens=None, completion_tokens=None, cost_usd=None,
+                            usage_known=False)  # fmt: skip
+    assert _spent(known, endpoint, request) == 0.12
+    assert _spent(unknown, endpoint, request) == pytest.approx((100 * 1 + 1000 * 2) / 1000)
+    limited = sample_request(
+        request={"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
+    )
+    assert _spent(unknown, endpoint, limited) == pytest.approx((100 + 50 * 2) / 1000)
+
+
+def test_usage_is_unknown_only_for_a_call_that_came_back_without_it() -> None:
+    def price(p: int, c: int) -> float:
+        return p + c
+
+    assert usage_fields(3, 4, price, came_back=True) == {
+        "prompt_tokens": 3, "completion_tokens": 4, "cost_usd": 7, "usage_known": True,
+    }  # fmt: skip
+    assert usage_fields(None, None, price, came_back=True)["usage_known"] is False
+    assert usage_fields(None, None, price, came_back=False) == {
+        "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0, "usage_known": True,
+    }  # fmt: skip
+    assert usage_fields(3, 4, None, came_back=True)["cost_usd"] == 0.0  # no price: $0
+    # a gateway's zeros for a usage it never got (LiteLLM's) are no count
+    assert usage_fields(0, 0, price, came_back=True)["usage_known"] is False
+    assert usage_fields(0, 0, price, came_back=False)["usage_known"] is True

@@ -10,11 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.compare import (
+    CandidateAnswer,
     PrimaryAnswer,
     compare,
     is_refusal,
     json_valid,
     missing,
+    schema_valid,
     token_f1,
     tool_calls_digest,
 )
@@ -242,3 +244,54 @@ def test_the_comparison_says_whether_the_tool_calls_match() -> None:
     assert compare(primary, text).tool_calls_match is False
     plain = sample_request(answer="Two years.")
     assert compare(PrimaryAnswer.of(plain), shadow(plain.request_id)).tool_calls_match is None
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"years": {"type": "integer"}},
+    "required": ["years"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("answer", "schema", "valid"),
+    [
+        ('{"years": 2}', SCHEMA, True),
+        ('{"years": "two"}', SCHEMA, False),  # parses, does not match
+        ('{"years": 2, "months": 0}', SCHEMA, False),
+        ("two years", SCHEMA, False),  # not JSON at all
+        ("[" * 100_000 + "]" * 100_000, SCHEMA, False),  # absurdly deep
+        ('{"years": 2}', {"type": "no-such-type"}, None),  # the schema itself is invalid
+        ('{"years": 2}', {"$ref": "https://example.com/remote.json"}, None),  # never fetched
+        (None, SCHEMA, None),
+        ('{"years": 2}', None, None),
+    ],
+)
+def test_schema_validity(answer: str | None, schema: dict[str, Any] | None, valid: bool) -> None:
+    assert schema_valid(answer, schema) is valid
+
+
+def test_compare_checks_each_answer_against_the_requested_schema() -> None:
+    request = sample_request(
+        answer='{"years": 2}',
+        request={
+            "messages": [{"role": "user", "content": "warranty?"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "warranty", "strict": True, "schema": SCHEMA},
+            },
+        },
+    )
+    primary = PrimaryAnswer.of(request)
+    wrong = shadow(request.request_id, answer='{"years": "two"}')
+    c = compare(primary, wrong)
+    assert (c.primary_json_valid, c.candidate_json_valid) == (True, True)
+    assert (c.primary_schema_valid, c.candidate_schema_valid) == (True, False)
+    # a result that waited for its request (held as a digest) is checked the same way
+    kept_primary = PrimaryAnswer.model_validate(primary.model_dump(mode="json"))
+    kept_wrong = CandidateAnswer.model_validate(CandidateAnswer.of(wrong).model_dump())
+    held = compare(kept_primary, kept_wrong)
+    assert held.candidate_schema_valid is False
+    plain = compare(PrimaryAnswer.of(sample_request()), shadow())
+    assert (plain.primary_schema_valid, plain.candidate_schema_valid) == (None, None)

@@ -21,6 +21,7 @@ from shadowlab.testing import (
     models_at,
     produce,
     read_events,
+    replay_once,
     route_config,
     run_until,
     sample_request,
@@ -322,14 +323,8 @@ def test_a_candidate_that_calls_a_tool_is_recorded_with_its_call(tmp_path: Path)
               "tool_call_rate": 1.0}  # fmt: skip
     with simulated_models([caller], seed=1, time_scale=0.05) as sim:
         settings = make_settings(tmp_path, models=models_at(sim.base_url, "caller", timeout_s=5))
-        endpoint = settings.model("caller")
         event = sample_request(request={"messages": MESSAGES, "tools": TOOLS})
-
-        async def call() -> ShadowResult | None:
-            async with model_client(endpoint, max_retries=0) as client:
-                return await replay(client, endpoint, event, settings.shadow)
-
-        result = asyncio.run(call())
+        result = replay_once(settings, "caller", event)
     assert result is not None
     assert (result.status, result.answer) == ("ok", "")
     assert result.ttft_ms is not None  # the first delta was a tool call, not text

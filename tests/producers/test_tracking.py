@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -15,11 +14,15 @@ from clickhouse_connect.driver.client import Client
 from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 
-from processors.clients import model_client
-from processors.shadow import replay, sent_parameters
+from processors.shadow import sent_parameters
 from producers import EventProducer, Price, Router, set_flags, track_request
-from schemas import RequestEvent, ShadowResult
-from shadowlab.testing import make_settings, models_at, read_events, simulated_models
+from shadowlab.testing import (
+    emitted_requests,
+    make_settings,
+    models_at,
+    replay_once,
+    simulated_models,
+)
 from shadowlab.testing.model_server import Simulator
 from sinks.clickhouse import insert_events
 
@@ -65,19 +68,6 @@ def _router(primary: str, canary: str | None = None, weight: int = 0) -> Router:
     )
 
 
-@pytest.fixture
-def events(
-    kafka: dict[str, str], topic_factory: Callable[..., str], tmp_path: Path
-) -> Iterator[EventProducer]:
-    with EventProducer(kafka, tmp_path / "j", requests_topic=topic_factory("req")) as producer:
-        yield producer
-
-
-def _emitted(kafka: dict[str, str], events: EventProducer, count: int) -> list[RequestEvent]:
-    assert events.flush(10)
-    return read_events(kafka, events.requests_topic, RequestEvent, count=count)
-
-
 def test_call_is_routed_measured_priced_and_emitted(
     simulator: Simulator, events: EventProducer, kafka: dict[str, str]
 ) -> None:
@@ -97,7 +87,7 @@ def test_call_is_routed_measured_priced_and_emitted(
     ):
         completion = call.create(client)
     assert call.model == "gpt-4o"
-    [event] = _emitted(kafka, events, 1)
+    [event] = emitted_requests(kafka, events, 1)
     assert (event.model, event.arm, event.status) == ("gpt-4o", "canary", "ok")
     assert event.answer == completion.choices[0].message.content == "The warranty lasts two years."
     assert completion.usage is not None
@@ -122,7 +112,7 @@ def test_streaming_records_time_to_first_token(
         ) as call,
     ):
         text = "".join(call.stream(client))
-    [event] = _emitted(kafka, events, 1)
+    [event] = emitted_requests(kafka, events, 1)
     assert event.answer == text == "The warranty lasts two years."
     assert event.ttft_ms is not None
     assert 0 < event.ttft_ms < event.latency_ms
@@ -148,7 +138,7 @@ def test_errors_and_timeouts_are_recorded_and_reraised(
     ):
         call.create(client)
     client.close()
-    error, timeout = _emitted(kafka, events, 2)
+    error, timeout = emitted_requests(kafka, events, 2)
     assert (error.status, error.error_type, error.cost_usd) == ("error", "InternalServerError", 0.0)
     assert (timeout.status, timeout.error_type) == ("timeout", "APITimeoutError")
     assert timeout.latency_ms >= 500
@@ -169,7 +159,7 @@ def test_any_user_key_and_a_string_stop_are_recorded_not_dropped(
                       session_id=key, stop="END") as call,
     ):  # fmt: skip
         call.create(client)
-    [event] = _emitted(kafka, events, 1)
+    [event] = emitted_requests(kafka, events, 1)
     assert event.request.stop == "END"
     stored = key if len(key) <= 256 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     assert (event.user_key, event.session_id) == (stored, stored)
@@ -195,7 +185,7 @@ def test_the_tool_loop_and_every_sdk_parameter_are_recorded_and_replayed_as_sent
                       parallel_tool_calls=False) as call,
     ):  # fmt: skip
         call.create(client)
-    [event] = _emitted(kafka, events, 1)
+    [event] = emitted_requests(kafka, events, 1)
     sent = event.request.messages[2]
     assert (sent.role, sent.content, sent.refusal) == ("assistant", None, None)
     function = {"name": "lookup", "arguments": '{"q": "w"}'}
@@ -208,13 +198,7 @@ def test_the_tool_loop_and_every_sdk_parameter_are_recorded_and_replayed_as_sent
     assert {"n", "presence_penalty", "parallel_tool_calls", "tools"} <= set(replayed)
     assert "other_params" not in replayed
     settings = make_settings(tmp_path, models=models_at(simulator.base_url, "gpt-4o", timeout_s=5))
-    endpoint = settings.model("gpt-4o")
-
-    async def shadow() -> ShadowResult | None:
-        async with model_client(endpoint, max_retries=0) as candidate:
-            return await replay(candidate, endpoint, event, settings.shadow)
-
-    result = asyncio.run(shadow())
+    result = replay_once(settings, "gpt-4o", event)
     assert result is not None
     assert result.status == "ok"
 
@@ -249,7 +233,7 @@ def test_a_tool_call_is_recorded_and_stored(
             assert list(call.stream(client)) == []  # no text: a tool call
         else:
             call.create(client)
-    [event] = _emitted(kafka, events, 1)
+    [event] = emitted_requests(kafka, events, 1)
     assert event.tool_calls is not None
     assert [c["function"]["name"] for c in event.tool_calls] == ["lookup"]
     assert json.loads(event.tool_calls[0]["function"]["arguments"]) == {

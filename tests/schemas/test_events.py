@@ -160,3 +160,14 @@ def test_request_json_round_trip_is_lossless(
         metadata=metadata,
     )
     assert RequestEvent.from_json(event.to_json()) == event
+
+
+def test_unknown_usage_is_null_never_a_number() -> None:
+    unknown = {"prompt_tokens": None, "completion_tokens": None, "cost_usd": None}
+    event = sample_request(usage_known=False, **unknown)
+    assert (event.prompt_tokens, event.cost_usd, event.usage_known) == (None, None, False)
+    assert RequestEvent.from_json(event.to_json()) == event
+    with pytest.raises(EventValidationError, match="must be null when usage_known is false"):
+        sample_request(usage_known=False, prompt_tokens=0, completion_tokens=None, cost_usd=None)
+    with pytest.raises(EventValidationError, match="required when usage_known is true"):
+        sample_request(**unknown)

@@ -22,8 +22,7 @@ from sinks.clickhouse import ClickHouseSink, insert_events
 from sinks.identity import IdentityLedger, fate
 from sinks.migrations import MIGRATIONS, apply_migrations
 from sinks.role import SinkRole
-
-TOOL_CALLS = next(m for m in MIGRATIONS if m.name == "tool calls")
+from tests.samples import EVENT_COLUMN_MIGRATIONS
 
 T = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
 
@@ -87,12 +86,12 @@ def test_events_stored_before_the_migration_are_known_after_it(
 ) -> None:
     db_before_identities = ch_db_at(5)
     db = db_before_identities
-    # today's events carry columns a later migration added (tool calls): add just those
-    apply_migrations(clickhouse, db, (TOOL_CALLS,))
+    # today's events carry columns later migrations added (tool calls, usage): add just those
+    apply_migrations(clickhouse, db, EVENT_COLUMN_MIGRATIONS)
     old = sample_request(request_id="old-1", event_time=T)
     insert_events(clickhouse, db, [old])
     assert apply_migrations(clickhouse, db) == [
-        m.version for m in MIGRATIONS if m.version >= 6 and m is not TOOL_CALLS
+        m.version for m in MIGRATIONS if m.version >= 6 and m not in EVENT_COLUMN_MIGRATIONS
     ]
     ledger = IdentityLedger(clickhouse, db)
     # stored before (no digest known): any copy is taken as a retry, nothing is lost

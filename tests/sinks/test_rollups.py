@@ -13,8 +13,7 @@ from shadowlab.testing import sample_request, sample_shadow
 from sinks.clickhouse import insert_events
 from sinks.migrations import MIGRATIONS, apply_migrations
 from sinks.rollups import ROLLUP_VIEWS
-
-TOOL_CALLS = next(m for m in MIGRATIONS if m.name == "tool calls")
+from tests.samples import EVENT_COLUMN_MIGRATIONS
 
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 
@@ -113,12 +112,12 @@ def test_the_rollup_migration_backfills_existing_events(
     clickhouse: Client, ch_db_at: Callable[[int], str]
 ) -> None:
     db_before_rollups = ch_db_at(2)
-    # today's events carry columns a later migration added (tool calls): add just those
-    apply_migrations(clickhouse, db_before_rollups, (TOOL_CALLS,))
+    # today's events carry columns later migrations added (tool calls, usage): add just those
+    apply_migrations(clickhouse, db_before_rollups, EVENT_COLUMN_MIGRATIONS)
     requests, results, _ = _traffic()
     insert_events(clickhouse, db_before_rollups, requests)
     insert_events(clickhouse, db_before_rollups, results)
     assert apply_migrations(clickhouse, db_before_rollups) == [
-        m.version for m in MIGRATIONS if m.version >= 3 and m is not TOOL_CALLS
+        m.version for m in MIGRATIONS if m.version >= 3 and m not in EVENT_COLUMN_MIGRATIONS
     ]
     assert _calls(clickhouse, db_before_rollups) == _expected_calls(requests, results)
