@@ -16,8 +16,10 @@ events' ``event_time``, in buckets sized so the span has at most :data:`MAX_POIN
 - on every chart, the decisions that moved the rollout (``gate_decisions`` whose action is
   advance, promote or rollback) as labelled vertical lines at their ``window_end``;
 
-with a header (route, primary, candidate, final stage, outcome) and a table of every gate
-decision. The page has inline CSS and inline SVG only: no script, font or network access.
+with a header (route, primary, candidate, final stage, outcome), a table of the answers
+compared in shadow per candidate (:mod:`shadowlab.report_answers`: structured answers that
+do not match their schema, tool calls that differ from the primary's) and a table of every
+gate decision. The page has inline CSS and inline SVG only: no script, font or network access.
 :func:`render` turns the loaded :class:`ReportData` into the page without ClickHouse.
 """
 
@@ -32,6 +34,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from shadowlab.core.errors import ConfigError, UnknownRouteError
+from shadowlab.report_answers import ANSWERS_SQL, AnswerQuality, answer_rows, answers_table
 from shadowlab.svgchart import (
     Band,
     Marker,
@@ -137,6 +140,8 @@ class ReportData:
     csat: tuple[ArmRow, ...] = ()
     flags: tuple[FlagsVersion, ...] = ()
     decisions: tuple[Decision, ...] = ()
+    #: Per shadow candidate: its pairs, structured answers and tool calls.
+    answers: tuple[AnswerQuality, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -506,6 +511,8 @@ def render(data: ReportData, title: str | None = None) -> str:
         header(data, summary, title),
         "<h2>Over event time</h2>",
         *charts(data),
+        "<h2>Answers compared in shadow</h2>",
+        answers_table(data.answers),
         "<h2>Decisions that moved the rollout</h2>",
         moves_table(data.decisions),
         "<h2>Every gate decision</h2>",
@@ -614,7 +621,9 @@ def load(client: Client, database: str, route: str) -> ReportData:
         for name, sql in (("latency", _LATENCY_SQL), ("errors", _ERRORS_SQL),
                           ("faithfulness", _FAITHFULNESS_SQL), ("csat", _CSAT_SQL))
     }  # fmt: skip
-    return ReportData(route, span, bucket, counts, flags=flags, decisions=decisions, **aggregates)
+    answers = answer_rows(_rows(client, database, ANSWERS_SQL, route=route))
+    return ReportData(route, span, bucket, counts, flags=flags, decisions=decisions,
+                      answers=answers, **aggregates)  # fmt: skip
 
 
 def _arm_rows(rows: Iterable[tuple[Any, ...]]) -> Iterable[ArmRow]:

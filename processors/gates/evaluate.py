@@ -35,6 +35,8 @@ from shadowlab.core.plan import GateSpec
 SCORE_RANGE = (1.0, 5.0)
 #: The range of a pairwise preference (candidate 1, tie 0, primary -1).
 SIGNED_UNIT_RANGE = (-1.0, 1.0)
+#: A share (0/1 outcomes).
+UNIT_RANGE = (0.0, 1.0)
 #: Continuous scores are binned to this many steps of their range before betting.
 SCORE_BINS = 400
 

@@ -17,6 +17,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from processors.gates.evaluate import (
     SCORE_RANGE,
     SIGNED_UNIT_RANGE,
+    UNIT_RANGE,
     Alphas,
     Evaluation,
     OfflineStats,
@@ -131,6 +132,10 @@ GATE_METRICS: Final[Mapping[MetricKey, GateMetric[Any, Any]]] = {
     ("canary", "faithfulness"): _row(Scores, Scores, _mean(SCORE_RANGE)),
     # pairs of (canary rating, primary rating)
     ("canary", "csat"): _row(Pairs, NoneType, _paired_difference(SCORE_RANGE)),
+    # pairs of (candidate's answer invalid, primary's invalid), 0/1, as error_rate
+    ("shadow", "invalid_output"): _row(Pairs, NoneType, _errors),
+    # 1 when the candidate's tool calls matched the primary's, else 0
+    ("shadow", "tool_agreement"): _row(Scores, NoneType, _mean(UNIT_RANGE)),
 }
 
 
@@ -141,9 +146,9 @@ def gate_alphas(alpha: float, gates: tuple[GateSpec, ...]) -> Alphas:
     shadow and canary gate), a false promotion's over the required ones.
 
     The offline gate's error is ``shadowlab eval``'s (a golden set is not a sample of
-    traffic); gates that are not enabled are not in ``gates`` and spend nothing.
+    traffic); gates that are not enabled spend nothing.
     """
-    live = [g for g in gates if g.stage != "offline"]
+    live = [g for g in gates if g.stage != "offline" and g.enabled]
     required = [g for g in live if g.required]
     return Alphas(split_alpha(alpha, max(1, len(live))), split_alpha(alpha, max(1, len(required))))
 

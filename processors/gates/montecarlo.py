@@ -310,6 +310,9 @@ STATISTICS: Final[Mapping[MetricKey, Callable[[_Simulation, GateSpec], GateStati
         Scores(dict(sim.acc.faithfulness["p"])),
     ),
     ("canary", "csat"): lambda sim, gate: (Pairs(dict(sim.acc.csat)), None),
+    # the simulated traffic has no structured outputs nor tools: these gates see no sample
+    ("shadow", "invalid_output"): lambda sim, gate: (Pairs({}), None),
+    ("shadow", "tool_agreement"): lambda sim, gate: (Scores({}), None),
 }
 
 

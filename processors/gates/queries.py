@@ -84,12 +84,17 @@ def _latency(status: str, latency: str) -> str:
     return f"if({status} = 'ok', {latency}, inf)"
 
 
-def shadow_pairs(candidate: str, primary: str) -> str:
+def shadow_pairs(candidate: str, primary: str, *, where: str = "1") -> str:
     """Shadow pairs, one request answered by both models: columns ``c`` and ``p``."""
     return (
         f"SELECT {candidate} AS c, {primary} AS p FROM {{db}}.comparisons FINAL "
-        f"WHERE {_WINDOW} AND {_PAIRED}"
+        f"WHERE {_WINDOW} AND {_PAIRED} AND {where}"
     )
+
+
+def _valid(side: str) -> str:
+    """Whether one side's structured answer is valid: its schema match, else its JSON parse."""
+    return f"coalesce({side}_schema_valid, {side}_json_valid)"
 
 
 def _numbered(table: str, value: str, *, id_column: str, where: str, arm: str) -> str:
@@ -163,6 +168,8 @@ class GateQueries:
             ("shadow", "p95_latency"): self._shadow_latency,
             ("shadow", "error_rate"): self._shadow_errors,
             ("shadow", "preference"): self._preference,
+            ("shadow", "invalid_output"): self._invalid_output,
+            ("shadow", "tool_agreement"): self._tool_agreement,
             ("canary", "p95_latency"): self._canary_latency,
             ("canary", "error_rate"): self._canary_errors,
             ("canary", "faithfulness"): self._faithfulness,
@@ -244,6 +251,24 @@ class GateQueries:
             "toFloat64(ifNull(candidate_status, '') != 'ok')", "toFloat64(primary_status != 'ok')"
         )
         return self._pair_counts(pairs, window), None
+
+    def _invalid_output(self, gate: GateSpec, window: Window) -> GateStatistics:
+        candidate, primary = _valid("candidate"), _valid("primary")
+        pairs = shadow_pairs(
+            f"toFloat64(NOT assumeNotNull({candidate}))",
+            f"toFloat64(NOT assumeNotNull({primary}))",
+            where=f"{candidate} IS NOT NULL AND {primary} IS NOT NULL",
+        )
+        return self._pair_counts(pairs, window), None
+
+    def _tool_agreement(self, gate: GateSpec, window: Window) -> GateStatistics:
+        rows = self._rows(
+            "SELECT toFloat64(assumeNotNull(tool_calls_match)) AS v, count() "
+            "FROM {db}.comparisons FINAL "
+            f"WHERE {_WINDOW} AND {_PAIRED} AND tool_calls_match IS NOT NULL GROUP BY v",
+            window.parameters(),
+        )
+        return _scores(rows), None
 
     def _preference(self, gate: GateSpec, window: Window) -> GateStatistics:
         rows = self._rows(

@@ -13,7 +13,17 @@ faithfulness       canary     mean judge score ≥ 4.0 of 5                     
 p95_latency        canary     p95 canary ≤ 1.10 × p95 primary (all calls)     24 h      400
 error_rate         canary     error rate ≤ 1.10 × primary's + 0.002           24 h      400
 csat               canary     CSAT ≥ primary's − 0.10                         48 h      300
+invalid_output     shadow     invalid rate ≤ 1.10 × primary's + 0.002 (off)   1 h       100
+tool_agreement     shadow     tool calls as the primary's ≥ 0.9 (off)         1 h       100
 =================  =========  ==============================================  ========  ======
+
+The last two are off by default (a route turns them on: ``gates: {invalid_output: {enabled:
+true}}``) and not required when on, so a route without structured outputs or tools is never
+held by them, while a candidate that breaks them still fails and rolls back.
+``invalid_output`` pairs the two models' structured answers to one request (an answer is
+invalid when it does not match the request's ``json_schema``, or is not JSON for a JSON
+format); ``tool_agreement`` is the share of requests where either model called a tool that
+the candidate called the same tools with the same arguments.
 
 "≤ baseline" and "≥ baseline" rules get a non-inferiority margin: with none, an identical
 candidate could never *pass*, because a bound around a zero difference always reaches past
@@ -31,7 +41,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 GateStage = Literal["offline", "shadow", "canary"]
-Metric = Literal["accuracy", "p95_latency", "error_rate", "faithfulness", "csat", "preference"]
+Metric = Literal[
+    "accuracy",
+    "p95_latency",
+    "error_rate",
+    "faithfulness",
+    "csat",
+    "preference",
+    "invalid_output",
+    "tool_agreement",
+]
 Direction = Literal["at_most", "at_least"]
 
 #: How each metric is compared with its threshold.
@@ -42,6 +61,8 @@ DIRECTION: dict[Metric, Direction] = {
     "faithfulness": "at_least",
     "csat": "at_least",
     "preference": "at_least",
+    "invalid_output": "at_most",
+    "tool_agreement": "at_least",
 }
 
 #: What the value and the interval of each metric are, for people reading a decision.
@@ -52,6 +73,8 @@ MEANING: dict[Metric, str] = {
     "faithfulness": "mean faithfulness score of the candidate (1–5)",
     "csat": "mean CSAT difference, candidate − baseline",
     "preference": "judge preference, +1 candidate, 0 tie, −1 primary (mean)",
+    "invalid_output": "invalid-output excess, candidate − (1 + threshold) × baseline (≤ floor)",
+    "tool_agreement": "share of tool-calling requests whose calls match the primary's",
 }
 
 
@@ -76,7 +99,8 @@ class GateSpec(_Frozen):
     enabled: bool = True
     #: The latency quantile of ``p95_latency`` gates.
     quantile: Annotated[float, Field(gt=0, lt=1)] = 0.95
-    #: ``error_rate`` gates: the absolute allowance added to ``baseline × (1 + threshold)``.
+    #: ``error_rate`` and ``invalid_output`` gates: the absolute allowance added to
+    #: ``baseline × (1 + threshold)``.
     floor: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     @property
@@ -90,6 +114,10 @@ class GateSpec(_Frozen):
             "faithfulness": f"mean score ≥ {t}",
             "csat": f"CSAT ≥ baseline {'−' if self.threshold < 0 else '+'} {abs(self.threshold):g}",
             "preference": f"mean preference ≥ {t}",
+            "invalid_output": (
+                f"invalid output rate ≤ {1 + self.threshold:g} × baseline + {self.floor:g}"
+            ),
+            "tool_agreement": f"tool calls match the primary's ≥ {t}",
         }
         return rules[self.metric]
 
@@ -138,6 +166,10 @@ DEFAULT_GATES: tuple[GateSpec, ...] = (
              floor=0.002, window_h=24, min_n=400),
     GateSpec(name="csat", stage="canary", metric="csat", threshold=-0.10, window_h=48,
              min_n=300),
+    GateSpec(name="invalid_output", stage="shadow", metric="invalid_output", threshold=0.10,
+             floor=0.002, window_h=1, min_n=100, required=False, enabled=False),
+    GateSpec(name="tool_agreement", stage="shadow", metric="tool_agreement", threshold=0.9,
+             window_h=1, min_n=100, required=False, enabled=False),
 )  # fmt: skip
 
 DEFAULT_STEPS: tuple[CanaryStep, ...] = (
