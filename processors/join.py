@@ -182,7 +182,9 @@ class JoinRole:
             "broker_heartbeat_interval": 0.5,
             "processing_guarantee": "at_least_once",
             "topic_partitions": topics.partitions,
-            "topic_replication_factor": topics.replication_factor,
+            # faust creates its own topics with an explicit factor (its admin requests predate
+            # the broker default): set topics.replication_factor on a cluster
+            "topic_replication_factor": topics.replication_factor or 1,
             "store": "memory://",
             "web_enabled": False,
             "datadir": str(datadir),

@@ -37,7 +37,9 @@ from schemas import Comparison, RequestEvent, ShadowResult
 
 Entry = dict[str, Any]
 #: What happened to an event, for counters: joined, held, late, duplicate, missing, orphan.
-Outcome = Literal["joined", "held", "waiting", "late", "duplicate", "closed", "orphan"]
+Outcome = Literal[
+    "joined", "held", "waiting", "late", "duplicate", "closed", "orphan", "unexpected"
+]
 
 
 @dataclass
@@ -101,7 +103,12 @@ def on_shadow(entry: Entry | None, result: ShadowResult, now: float) -> Step:
 def _late(entry: Entry, result: ShadowResult) -> Step:
     """A result after its ``missing`` was emitted: joined now, if the primary is kept."""
     candidate = result.candidate
-    if candidate not in entry["missing"] or "primary" not in entry:
+    if candidate not in entry["missing"]:
+        # the request was closed without expecting this candidate: the stage moved on (say,
+        # to promoted) between the shadow's replay and the join's reading of the request.
+        # Counted apart from duplicates, so a result that was paid for is never silently gone
+        return Step(entry, outcome="unexpected")
+    if "primary" not in entry:
         return Step(entry, outcome="duplicate")
     primary = PrimaryAnswer.model_validate(entry["primary"])
     absent = [c for c in entry["missing"] if c != candidate]

@@ -35,7 +35,15 @@ from shadowlab.core.kafka import producer_config
 log = logging.getLogger(__name__)
 
 _DOWN_CODES = {KafkaError._ALL_BROKERS_DOWN}
+#: Refusals no retry can cure: the message is over the client's ``message.max.bytes`` or
+#: the broker's ``max.message.bytes`` (1 MB on Apache Kafka). Spilled, it would be replayed
+#: and refused forever, holding back every event after it.
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE}  # local and broker refusals alike
 _BACKGROUND_NICE = 10
+
+
+def _too_large(error: object) -> bool:
+    return isinstance(error, KafkaError) and error.code() in _TOO_LARGE
 
 
 def _lower_priority() -> None:
@@ -164,8 +172,24 @@ class EventProducer:
             return
         try:
             self._producer.produce(topic, payload, key)
-        except (BufferError, KafkaException):
+        except KafkaException as exc:
+            if _too_large(exc.args[0]):
+                self._refused(topic, payload, exc.args[0])
+            else:
+                self._spill(topic, key.encode(), payload)
+        except BufferError:
             self._spill(topic, key.encode(), payload)
+
+    def _refused(self, topic: str, payload: bytes, error: KafkaError) -> None:
+        """Dead-letter a message Kafka will never take (too large), with why."""
+        log.warning("Kafka refused a %d-byte event for %s (%s): kept in %s", len(payload),
+                    topic, error.str(), self.dead_letter_path)  # fmt: skip
+        try:
+            data: Any = json.loads(payload)
+        except ValueError:
+            data = payload.decode("utf-8", errors="replace")
+        self.dead_letter(topic, {"event": data}, f"Kafka refused the {len(payload)}-byte "
+                         f"message ({error.str()}): over message.max.bytes")  # fmt: skip
 
     def _spill(self, topic: str, key: bytes | None, value: bytes) -> None:
         self._journal.append(topic, key, value)
@@ -200,7 +224,11 @@ class EventProducer:
         if error is None:
             return
         self.stats.delivery_failures += 1
-        self._spill(message.topic() or self.requests_topic, message.key(), message.value() or b"")
+        topic = message.topic() or self.requests_topic
+        if _too_large(error):
+            self._refused(topic, message.value() or b"", error)
+            return
+        self._spill(topic, message.key(), message.value() or b"")
 
     def _poll_loop(self) -> None:
         _lower_priority()
@@ -251,12 +279,20 @@ class EventProducer:
             producer = self._producer
             failures: list[KafkaError] = []
 
-            def on_delivery(error: KafkaError | None, _msg: Message) -> None:
-                if error is not None:
+            def on_delivery(error: KafkaError | None, msg: Message) -> None:
+                if error is not None and _too_large(error):  # never deliverable: kept aside
+                    self._refused(msg.topic() or "", msg.value() or b"", error)
+                elif error is not None:
                     failures.append(error)  # noqa: B023 - called during this batch's flush
 
             for record in records:
-                producer.produce(record.topic, record.value, record.key, on_delivery=on_delivery)
+                try:
+                    producer.produce(record.topic, record.value, record.key,
+                                     on_delivery=on_delivery)  # fmt: skip
+                except KafkaException as exc:
+                    if not _too_large(exc.args[0]):
+                        raise
+                    self._refused(record.topic, record.value, exc.args[0])
                 time.sleep(0)  # let the caller's thread take the GIL
             if producer.flush(30) > 0 or failures:
                 log.warning("journal replay interrupted: %s", failures[:1] or "timeout")

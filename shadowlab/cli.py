@@ -98,7 +98,9 @@ def broker(
     with EmbeddedBroker(port=port, log_path=settings.data_dir / "logs" / "broker.log") as b:
         if create_topics:
             ensure_topics(
-                {"bootstrap.servers": b.bootstrap_servers}, settings.topics.partitions_of()
+                {"bootstrap.servers": b.bootstrap_servers},
+                settings.topics.partitions_of(),
+                configs=settings.topics.configs_of(),
             )
         console.print(
             f"[green]Kafka broker on [bold]{b.bootstrap_servers}[/bold][/green] (pid {b.pid}); "
@@ -139,7 +141,8 @@ def init() -> None:
     created = ensure_topics(
         settings.kafka.librdkafka(),
         settings.topics.partitions_of(),
-        replication_factor=settings.topics.replication_factor,
+        replication_factor=settings.topics.replication(),
+        configs=settings.topics.configs_of(),
     )
     console.print(f"topics created: {', '.join(sorted(created)) or 'none (all exist)'}")
     _migrate(settings)
@@ -183,7 +186,8 @@ def run(role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")
     ensure_topics(
         connection,
         settings.topics.partitions_of(),
-        replication_factor=settings.topics.replication_factor,
+        replication_factor=settings.topics.replication(),
+        configs=settings.topics.configs_of(),
     )
     if role == "sink":
         _run_sink(settings, connection)

@@ -55,7 +55,12 @@ def flags_client() -> Iterator[tuple[FlagsClient, Settings]]:
             "broker, the address `shadowlab broker` printed)"
         )
     connection = settings.kafka.librdkafka()
-    ensure_topics(connection, {settings.topics.flags: settings.topics.flags_partitions})
+    ensure_topics(
+        connection,
+        {settings.topics.flags: settings.topics.flags_partitions},
+        replication_factor=settings.topics.replication(),
+        configs=settings.topics.configs_of(),
+    )
     with FlagsClient(connection, settings.topics.flags, **flags_options(settings)) as client:
         yield client, settings
 

@@ -360,10 +360,19 @@ class Demo:
                          "stage": final.stage, "version": final.version},
             gates=gates,
             counts={**produced, "requests_by_arm": arms, "tables": stored,
-                    "reconcile": reconcile},
+                    "reconcile": reconcile, "join_outcomes": self._join_outcomes()},
             decisions=decisions, reconciled=reconciled, event_hours=hours, wall_s=wall_s,
             offline=offline, waited_s={k: round(v, 1) for k, v in self.waited_s.items()},
         )  # fmt: skip
+
+    def _join_outcomes(self) -> dict[str, int]:
+        """How the join handled each event, by outcome.
+
+        ``unexpected``: a result for a request it read after the stage moved on (it expected
+        no candidate); ``orphan``: results whose request never came.
+        """
+        c: dict[str, Any] = self.roles.counters()
+        return {str(k): int(v) for k, v in sorted(c["join"].outcomes.items())}
 
     def _scalar(self, sql: str) -> int:
         return int(self.client.query(sql).result_rows[0][0])

@@ -113,7 +113,7 @@ def test_the_join_dead_letters_a_future_request_and_joins_the_rest(
             "request_id")  # fmt: skip
     produce(kafka, settings.topics.shadow, [sample_shadow(request_id="ok-0",
             event_time=request.event_time)], "request_id")  # fmt: skip
-    role = JoinRole(settings, broker.bootstrap_servers, embedded=True)
+    role = JoinRole(settings, broker.bootstrap_servers, embedded=isinstance(broker, EmbeddedBroker))
     run_until(
         role, lambda: role.counters.comparisons["joined"] == 1 and role.counters.malformed == 1
     )

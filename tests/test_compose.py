@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from shadowlab.core.settings import env_var_names, load_settings
+from shadowlab.testing.apache_kafka import KAFKA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
@@ -53,6 +54,11 @@ def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert "ZOOKEEPER" not in " ".join(env)
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(env["KAFKA_NODE_ID"] + "@kafka:")
+
+
+def test_kafka_is_the_release_the_tests_run_on(compose: dict[str, Any]) -> None:
+    # --broker apache runs this release from Maven Central: production runs what was tested
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def test_every_shadowlab_variable_is_a_real_setting(compose: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ def test_a_late_result_turns_the_missing_comparison_into_a_joined_one(
     ensure_topics(kafka, settings.topics.partitions_of())
     request = sample_request(request_id="late-1")
     produce(kafka, settings.topics.requests, [request], "request_id")
-    join = JoinRole(settings, broker.bootstrap_servers, embedded=True)
+    join = JoinRole(settings, broker.bootstrap_servers, embedded=isinstance(broker, EmbeddedBroker))
     with running(join):
         wait_until(lambda: join.counters.comparisons["missing"] == 1, what=lambda: join.counters)
         result = sample_shadow(request_id="late-1", event_time=request.event_time)

@@ -97,10 +97,16 @@ def producer_config(connection: Mapping[str, str], **overrides: str) -> dict[str
 def ensure_topics(
     connection: Mapping[str, str],
     partitions: Mapping[str, int],
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     timeout_s: float = 15.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; existing ones are left as they are.
+
+    ``replication_factor`` -1 takes the broker's ``default.replication.factor`` (3 on a
+    production cluster, 1 on a single node), never a hard-coded 1 that would leave a
+    cluster's topics unreplicated. ``configs`` are topic configs by name
+    (``cleanup.policy``, ``retention.ms``…), set at creation.
 
     Returns:
         The names of the topics this call created.
@@ -119,7 +125,12 @@ def ensure_topics(
             "SHADOWLAB_KAFKA__BOOTSTRAP_SERVERS and that the brokers are up"
         ) from None
     wanted = [
-        NewTopic(name, num_partitions=count, replication_factor=replication_factor)
+        NewTopic(
+            name,
+            num_partitions=count,
+            replication_factor=replication_factor,
+            config=dict((configs or {}).get(name, {})),
+        )
         for name, count in partitions.items()
         if name not in existing
     ]

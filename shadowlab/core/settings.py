@@ -129,9 +129,32 @@ class TopicSettings(_Section):
     #: routing.flags is read whole by every Router: one partition keeps it ordered.
     flags_partitions: Annotated[int, Field(ge=1, le=64)] = 1
     dlq_partitions: Annotated[int, Field(ge=1, le=64)] = 1
-    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    #: Replicas of each topic shadowlab creates; empty: the broker's
+    #: ``default.replication.factor`` (3 on a production cluster, 1 on one node).
+    replication_factor: Annotated[int, Field(ge=1, le=16)] | None = None
+    #: ``retention.ms`` of the event topics and DLQs shadowlab creates; empty: the broker's
+    #: default (7 days on Apache Kafka). ``routing.flags`` is compacted instead, never expired.
+    retention_ms: Annotated[int, Field(ge=60_000)] | None = None
     #: ``<topic><dlq_suffix>`` holds what could not be decoded or validated.
     dlq_suffix: str = ".dlq"
+
+    def replication(self) -> int:
+        """The replication factor to create topics with (-1: the broker's default)."""
+        return self.replication_factor or -1
+
+    def configs_of(self) -> dict[str, dict[str, str]]:
+        """Topic configs at creation, by topic name.
+
+        ``routing.flags`` compacted (the latest flags of every route are kept, older
+        versions go), the others with ``retention_ms`` when set.
+        """
+        out: dict[str, dict[str, str]] = {}
+        for name in self.partitions_of():
+            if name == self.flags:
+                out[name] = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+            elif self.retention_ms is not None:
+                out[name] = {"retention.ms": str(self.retention_ms)}
+        return out
 
     def event_topics(self) -> dict[str, str]:
         """Return ``{key: topic name}`` for every event topic, e.g. ``{"requests": ...}``."""

@@ -83,7 +83,8 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Have the kernel SIGKILL this process when its parent thread ends (``preexec_fn``)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -174,7 +175,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         _LIVE.add(self)
         try:

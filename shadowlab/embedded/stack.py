@@ -72,7 +72,8 @@ def open_stack(
         created = ensure_topics(
             stack_kafka,
             settings.topics.partitions_of(),
-            replication_factor=settings.topics.replication_factor,
+            replication_factor=settings.topics.replication(),
+            configs=settings.topics.configs_of(),
         )
         if created:
             log.info("created topics: %s", ", ".join(sorted(created)))

@@ -140,6 +140,17 @@ def test_result_before_request_is_held_then_joined() -> None:
     assert "closed" in step.entry
 
 
+def test_a_result_for_a_request_closed_without_its_candidate_is_unexpected_not_a_duplicate() -> (
+    None
+):
+    # the join read the request after the stage had moved on: it expected no candidate
+    step = on_request(None, sample_request(request_id="r1"), [], now=0.0)
+    assert step.entry is not None
+    assert "closed" in step.entry
+    result = on_shadow(step.entry, shadow("r1"), 1.0)
+    assert (result.outcome, result.comparisons) == ("unexpected", [])
+
+
 def test_window_emits_missing_once_and_a_late_result_joins_then() -> None:
     step = on_request(None, sample_request(request_id="r1"), ["gpt-4o"], now=0.0)
     assert step.entry is not None

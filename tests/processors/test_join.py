@@ -72,7 +72,7 @@ def _forty_produced_pairs(
 
 
 def _role(settings: Settings, broker: EmbeddedBroker, cls: type[JoinRole] = JoinRole) -> JoinRole:
-    return cls(settings, broker.bootstrap_servers, embedded=True)
+    return cls(settings, broker.bootstrap_servers, embedded=isinstance(broker, EmbeddedBroker))
 
 
 def test_out_of_order_results_join_and_absent_ones_are_missing(

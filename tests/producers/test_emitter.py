@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import string
 import subprocess
 import sys
 import textwrap
@@ -125,3 +127,60 @@ def test_journal_survives_a_crash_of_the_service_process(
         assert producer.stats.replayed == 1000
     keys = sorted(m.key() for m in read_messages(kafka, topic, count=1000))
     assert keys == sorted(f"c{i}".encode() for i in range(1000))
+
+
+def _huge(request_id: str) -> Any:
+    # ContextDocument texts take up to 1,000,000 characters: a valid event over Kafka's 1 MB,
+    # even lz4-compressed (random letters: the broker limits the compressed batch)
+    rng = random.Random(7)
+    letters = string.ascii_letters + string.digits + "+/"
+    documents = [{"text": "".join(rng.choices(letters, k=900_000))} for _ in range(2)]
+    return sample_request(request_id=request_id, context_documents=documents)
+
+
+def _dead_letters(producer: EventProducer) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in producer.dead_letter_path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("client_limit", [None, "3000000"], ids=["client", "broker"])
+def test_an_event_kafka_refuses_as_too_large_is_dead_lettered_and_the_rest_flows(
+    kafka: dict[str, str],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    broker_kind: str,
+    client_limit: str | None,
+) -> None:
+    # over the client's message.max.bytes (refused at produce) or, with the client's raised,
+    # over the broker's max.message.bytes (refused at delivery: Apache Kafka only; the
+    # embedded broker takes any size). Spilled, it would be replayed and refused forever.
+    if client_limit and broker_kind != "apache":
+        pytest.skip("the embedded broker takes messages of any size")
+    topic = topic_factory("req", 1)
+    conf = {**kafka, **({"message.max.bytes": client_limit} if client_limit else {})}
+    with EventProducer(conf, tmp_path / "journal", requests_topic=topic) as producer:
+        producer.emit_request(sample_request(request_id="before"))
+        producer.emit_request(_huge("huge"))
+        producer.emit_request(sample_request(request_id="after"))
+        assert producer.flush(30)
+        assert not producer.spilling
+        assert producer.stats.dead_lettered == 1
+        [letter] = _dead_letters(producer)
+    assert letter["kind"] == topic
+    assert "message.max.bytes" in letter["reason"]
+    assert letter["data"]["event"]["request_id"] == "huge"
+    assert sorted(m.key() for m in read_messages(kafka, topic, count=2)) == [b"after", b"before"]
+
+
+def test_a_too_large_event_in_the_journal_does_not_hold_back_the_rest(
+    kafka: dict[str, str], topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory("req", 1)
+    down = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.max.bytes": "3000000"}
+    with EventProducer(down, tmp_path / "journal", requests_topic=topic) as spilled:
+        spilled.emit_request(_huge("huge"))  # taken by the client, spilled: no broker
+        spilled.emit_request(sample_request(request_id="after"))
+        assert spilled.spilling
+    with EventProducer(kafka, tmp_path / "journal", requests_topic=topic) as producer:
+        assert producer.flush(30)  # the replay refuses the huge one and goes on
+        assert producer.stats.dead_lettered == 1
+    assert [m.key() for m in read_messages(kafka, topic, count=1)] == [b"after"]

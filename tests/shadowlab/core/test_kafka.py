@@ -129,7 +129,9 @@ def _committed(kafka: dict[str, str], topic: str, group: str) -> int:
 
 
 def _loop(kafka: dict[str, str], topic: str, group: str) -> tuple[BatchLoop, Consumer, Producer]:
-    consumer = Consumer(consumer_config(kafka, group, **{"session.timeout.ms": "2000"}))
+    # the default session timeout: Apache Kafka refuses one below group.min.session.timeout.ms
+    # (6 s), and the consumer then never joins (the embedded broker takes any)
+    consumer = Consumer(consumer_config(kafka, group))
     consumer.subscribe([topic])
     producer = Producer(producer_config(kafka, **{"linger.ms": "0"}))
     return (
