@@ -192,6 +192,7 @@ class ShadowRole(BatchRole):
         loop = BatchLoop(
             "shadow", consumer, producer, self._stop, self.cfg.batch_size, "shadow results"
         )
+        self._batch_loop = loop
         try:
             await loop.run(
                 lambda batch: self._process(batch, producer, limit),

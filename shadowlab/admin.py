@@ -172,6 +172,18 @@ def role_samples(states: Mapping[str, str]) -> list[Sample]:
     ]
 
 
+def lag_samples(lags: Mapping[str, Mapping[tuple[str, int], int]]) -> list[Sample]:
+    """``shadowlab_consumer_lag{role, topic, partition}``: messages not yet consumed."""
+    return [
+        Sample("shadowlab_consumer_lag", "gauge", float(lag),
+               (("role", role), ("topic", topic), ("partition", str(partition))),
+               "messages not yet consumed, from the high watermark of the last fetch "
+               "(exact on Apache Kafka; indicative on the embedded broker)")
+        for role, by_partition in sorted(lags.items())
+        for (topic, partition), lag in sorted(by_partition.items())
+    ]  # fmt: skip
+
+
 def flag_samples(flags: Mapping[str, RoutingFlags]) -> list[Sample]:
     """Per route: canary weight, flags version, paused, and the stage (1 for the current)."""
     samples: list[Sample] = []
@@ -380,6 +392,7 @@ class AdminApp:
         samples = role_samples(self.states())
         for role, counters in self.roles.counters().items():
             samples += counter_samples(role, counters)
+        samples += lag_samples(self.roles.partition_lags())
         samples += flag_samples(self.flags.all())
         return web.Response(
             body=exposition(samples), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}

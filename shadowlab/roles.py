@@ -169,6 +169,15 @@ class RoleSet:
         """Each role's counters (what it did so far)."""
         return {name: r.role.counters for name, r in self._running.items()}
 
+    def partition_lags(self) -> dict[str, dict[tuple[str, int], int]]:
+        """Each librdkafka role's lag per (topic, partition) (the faust join has none)."""
+        out: dict[str, dict[tuple[str, int], int]] = {}
+        for name, running in self._running.items():
+            lag = getattr(running.role, "partition_lag", None)
+            if callable(lag):
+                out[name] = lag()
+        return out
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask every role to stop, newest first, and wait up to ``timeout_s`` for each."""
         for running in reversed(self._running.values()):

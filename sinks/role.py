@@ -45,6 +45,7 @@ from shadowlab.core.kafka import (
     commit,
     consumer_config,
     dead_letter_of,
+    partition_lag,
     produce_dead_letter,
     producer_config,
     without_errors,
@@ -135,6 +136,8 @@ class SinkRole:
         self._decoders: dict[str, BatchDecoder[Any]] = {}
         #: (monotonic time of the first failure, its reason) while a write keeps failing.
         self._stalled: tuple[float, str] | None = None
+        #: Messages left per (topic, partition), taken between polls (:func:`partition_lag`).
+        self._lags: dict[tuple[str, int], int] = {}
 
     def stop(self) -> None:
         """Finish the current batch and return from :meth:`run`."""
@@ -171,6 +174,10 @@ class SinkRole:
             writer.shutdown(wait=True, cancel_futures=True)
             consumer.close()
             dlq.flush(10)
+
+    def partition_lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet consumed per (topic, partition) at the last poll (any thread)."""
+        return dict(self._lags)
 
     def _busy_period(self, consumer: Consumer, dlq: Producer, writer: ThreadPoolExecutor) -> None:
         """Pipeline batches until idle, stopped or _MAX_PAUSE_S passed; return with all stored."""
@@ -288,6 +295,7 @@ class SinkRole:
         size = self.cfg.batch_size
         while True:
             good = without_errors(consumer.consume(min(1000, size - len(batch)), timeout), "sink")
+            self._lags = partition_lag(consumer) or {}  # between polls, in the role's thread
             if good and not batch:
                 oldest = time.monotonic()
             batch += good

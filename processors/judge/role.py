@@ -202,6 +202,7 @@ class JudgeRole(BatchRole):
             await asyncio.gather(*(self._judge(job, r, producer, limit) for job, r in jobs))
 
         loop = BatchLoop("judge", consumer, producer, self._stop, self.cfg.batch_size, "judgements")
+        self._batch_loop = loop
         try:
             await loop.run(
                 process,

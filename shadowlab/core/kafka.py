@@ -370,6 +370,8 @@ class BatchLoop:
     batch_size: int
     outputs: str = "results"
     poll_s: float = 0.2
+    #: Messages left per (topic, partition) at the last poll (:func:`partition_lag`).
+    lags: dict[tuple[str, int], int] = field(default_factory=dict)
 
     async def run(
         self,
@@ -384,6 +386,8 @@ class BatchLoop:
         last_report = time.monotonic()
         while not self.stop.is_set():
             batch = await asyncio.to_thread(self.consumer.consume, self.batch_size, self.poll_s)
+            # read here, between polls: the consumer is never called from two threads at once
+            self.lags = partition_lag(self.consumer) or {}
             if batch:
                 try:
                     await process(without_errors(batch, self.role))
@@ -425,6 +429,7 @@ class BatchRole:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
+        self._batch_loop: BatchLoop | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""
@@ -444,9 +449,37 @@ class BatchRole:
         Exact on Apache Kafka; the embedded broker reports end offsets wrongly, so there it
         is only indicative.
         """
-        consumer = self._consumer
-        if consumer is None:
-            return None
+        lags = partition_lag(self._consumer)
+        return None if lags is None else sum(lags.values())
+
+    def partition_lag(self) -> dict[tuple[str, int], int]:
+        """The lag per (topic, partition) at the loop's last poll (empty before the first).
+
+        A snapshot the loop takes between polls: safe to read from any thread (the admin
+        API's), unlike the consumer itself.
+        """
+        loop = self._batch_loop
+        return dict(loop.lags) if loop is not None else {}
+
+
+def partition_lag(consumer: Consumer | None) -> dict[tuple[str, int], int] | None:
+    """Messages not yet consumed per assigned (topic, partition).
+
+    From the high watermarks of the consumer's last fetches (no broker request). ``None``:
+    unknown (no consumer, or it is closed). Call it from the consumer's own thread, between
+    polls: from another thread, while the consumer polls, it can wait for the poll.
+    """
+    if consumer is None:
+        return None
+    try:
+        out: dict[tuple[str, int], int] = {}
+        for tp in consumer.position(consumer.assignment()):
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        return out
+    except (KafkaException, RuntimeError):
+        return None
         try:
             total = 0
             for tp in consumer.position(consumer.assignment()):

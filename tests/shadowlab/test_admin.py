@@ -29,6 +29,7 @@ from shadowlab.admin import (
     counter_samples,
     exposition,
     flag_samples,
+    lag_samples,
     redact,
     role_samples,
     secret_values,
@@ -73,6 +74,17 @@ def test_counter_samples_turn_each_field_into_a_sample_and_dicts_into_labels() -
     assert samples["shadowlab_shadow_by_status", (("status", "error"),)].value == 1
     assert samples["shadowlab_shadow_spend_usd", (("candidate", "gpt-4o"),)].value == 0.25
     assert ("shadowlab_shadow_skipped", ()) not in samples  # an empty dict gives no sample
+
+
+def test_lag_samples_are_gauges_per_role_topic_and_partition() -> None:
+    samples = lag_samples({"shadow": {("llm.requests", 1): 4, ("llm.requests", 0): 2},
+                           "sink": {}})  # fmt: skip
+    assert [(s.name, s.kind, s.value, s.labels) for s in samples] == [
+        ("shadowlab_consumer_lag", "gauge", 2.0,
+         (("role", "shadow"), ("topic", "llm.requests"), ("partition", "0"))),
+        ("shadowlab_consumer_lag", "gauge", 4.0,
+         (("role", "shadow"), ("topic", "llm.requests"), ("partition", "1"))),
+    ]  # fmt: skip
 
 
 def test_counter_samples_cover_every_role_and_leave_out_clock_readings() -> None:
@@ -280,6 +292,17 @@ def test_metrics_count_what_the_roles_do(up: Up) -> None:
         lambda: _metrics(up)["shadowlab_shadow_consumed"].samples[0].value == 2.0, 30, what="shadow"
     )
     assert "shadowlab_gates_ticks" in before
+
+    def lag_of(role: str) -> dict[str, float]:
+        family = _metrics(up).get("shadowlab_consumer_lag")
+        samples = family.samples if family else []
+        return {s.labels["partition"]: s.value for s in samples
+                if s.labels["role"] == role and s.labels["topic"] == requests}  # fmt: skip
+
+    # each partition of the requests topic the sink and the shadow read, all consumed
+    wait_until(lambda: len(lag_of("sink")) == up.settings.topics.partitions, 30, what=lag_of)
+    assert set(lag_of("shadow").values()) <= {0.0}
+    assert set(lag_of("sink").values()) == {0.0}
 
 
 def test_changes_need_the_configured_bearer_token(up: Up, tmp_path: Path) -> None:

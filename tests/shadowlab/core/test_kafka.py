@@ -21,6 +21,7 @@ from shadowlab.core.kafka import (
     dead_letter,
     error_header,
     flush_all,
+    partition_lag,
     produce_dead_letter,
     producer_config,
 )
@@ -189,3 +190,31 @@ def test_a_failing_batch_commits_nothing(
     finally:
         consumer.close()
     assert _committed(kafka, source, group) < 0  # no offset was ever committed
+
+
+def test_partition_lag_counts_what_each_partition_has_left_to_read(
+    kafka: dict[str, str], topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory("lag", 2)
+    producer = Producer(producer_config(kafka, **{"linger.ms": "0"}))
+    for partition, count in ((0, 7), (1, 3)):
+        for _ in range(count):
+            producer.produce(topic, b"x", partition=partition)
+    assert producer.flush(30) == 0
+    consumer = Consumer(consumer_config(kafka, f"lag-{uuid.uuid4().hex[:8]}"))
+    assert partition_lag(None) is None
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        read = 0
+        while read < 2:  # two of partition 0's seven: its fetch brought the high watermark
+            message = consumer.poll(1.0)
+            read += message is not None and message.error() is None
+        assert partition_lag(consumer) == {(topic, 0): 5}
+        consumer.assign([TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 0)])
+        while read < 10:
+            message = consumer.poll(1.0)
+            read += message is not None and message.error() is None
+        assert partition_lag(consumer) == {(topic, 0): 0, (topic, 1): 0}
+    finally:
+        consumer.close()
+    assert partition_lag(consumer) is None  # closed: unknown
